@@ -9,9 +9,15 @@ second and p50/p99 latency beside a direct in-process call of the same
 signature (the floor). Targets (issue 3): at concurrency 1 the median gRPC
 overhead over the direct call is at most 2 ms; at concurrency 32, batching at
 least triples the throughput of ``sample`` on vae_mnist.
+
+The load generator is one asyncio loop (grpc.aio and aiohttp clients, requests
+built before the clock starts), as wrk or ghz would be: it shares this
+machine's cores with the server, so it has to cost little per request.
 """
 import argparse
+import asyncio
 import concurrent.futures
+import json
 import gc
 import os
 import pathlib
@@ -45,6 +51,10 @@ def _inputs(signature_fn, i):
     return feed
 
 
+def _summary(times, wall):
+    return len(times) / wall, 1e3 * np.percentile(times, 50), 1e3 * np.percentile(times, 99)
+
+
 def _run(call, concurrency, total):
     """(requests/s, p50 ms, p99 ms) of ``total`` calls from ``concurrency`` threads."""
     per_thread = max(1, total // concurrency)
@@ -57,13 +67,77 @@ def _run(call, concurrency, total):
             times.append(time.perf_counter() - start)
         return times
 
-    for i in range(5):  # warm connections and code paths
+    for i in range(5):  # warm code paths
         call(10 ** 6 + i)
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         times = np.concatenate(list(pool.map(worker, range(concurrency))))
-    wall = time.perf_counter() - start
-    return len(times) / wall, 1e3 * np.percentile(times, 50), 1e3 * np.percentile(times, 99)
+    return _summary(times, time.perf_counter() - start)
+
+
+async def _run_async(call, requests, concurrency):
+    """``_run`` for a coroutine ``call(request)``: the first 5 requests warm up, then
+    ``concurrency`` tasks share the others."""
+    warm, requests = requests[:5], requests[5:]
+    per_task = max(1, len(requests) // concurrency)
+
+    async def worker(t):
+        times = []
+        for request in requests[t * per_task:(t + 1) * per_task]:
+            start = time.perf_counter()
+            await call(request)
+            times.append(time.perf_counter() - start)
+        return times
+
+    for request in warm:  # warm the connection and the server's code paths
+        await call(request)
+    start = time.perf_counter()
+    times = np.concatenate(await asyncio.gather(*(worker(t) for t in range(concurrency))))
+    return _summary(times, time.perf_counter() - start)
+
+
+async def _measure(protocol, port, model, signature, feeds, levels):
+    """{concurrency: (requests/s, p50, p99)} of one-row requests over ``protocol``."""
+    import aiohttp
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    results = {}
+    if protocol == "grpc":
+        requests = []
+        for feed in feeds:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model
+            request.model_spec.signature_name = signature
+            for key, value in feed.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            requests.append(request)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+            async def call(request):
+                await stub.Predict(request, timeout=60)
+
+            for c in levels:
+                results[c] = await _run_async(call, requests, c)
+        return results
+    url = f"http://127.0.0.1:{port}/v1/models/{model}:predict"
+    bodies = [json.dumps({"signature_name": signature,
+                          "instances": [{k: v[0].tolist() for k, v in feed.items()}]}).encode()
+              for feed in feeds]
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(levels))) as session:
+
+        async def call(body):
+            async with session.post(url, data=body, headers=headers) as reply:
+                await reply.read()
+                if reply.status != 200:
+                    raise RuntimeError(f"{reply.status}: {await reply.text()}")
+
+        for c in levels:
+            results[c] = await _run_async(call, bodies, c)
+    return results
 
 
 def main(argv=None):
@@ -76,7 +150,6 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from serving.client import Client
     from serving_helpers import ServerProcess
     from training.callbacks import hardware
     from zoo import registry
@@ -108,21 +181,13 @@ def main(argv=None):
                                    "--enable_model_warmup", "true", *extra, models=(args.model,))
             try:
                 for protocol in ("grpc", "rest"):
-                    kwargs = {"grpc_port": server.grpc_port} if protocol == "grpc" else \
-                        {"rest_port": server.rest_port}
-                    clients = {}
-
-                    def call(i, kwargs=kwargs, clients=clients):
-                        import threading
-
-                        key = threading.get_ident()
-                        if key not in clients:
-                            clients[key] = Client("127.0.0.1", **kwargs)
-                        clients[key].predict(args.model, args.signature, **_inputs(fn, i))
-
+                    port = server.grpc_port if protocol == "grpc" else server.rest_port
+                    feeds = [_inputs(fn, i) for i in range(args.requests + 5)]
+                    measured = asyncio.run(_measure(protocol, port, args.model, args.signature,
+                                                    feeds, levels))
                     for c in levels:
                         mode = f"{protocol} {'batching' if batching else 'no batching'}"
-                        results[(mode, c)] = r = _run(call, c, args.requests)
+                        results[(mode, c)] = r = measured[c]
                         print(f"{mode:<28} {c:>4} {r[0]:>9.1f} {r[1]:>8.2f} {r[2]:>8.2f}", flush=True)
             finally:
                 server.stop()

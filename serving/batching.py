@@ -9,6 +9,7 @@ than ``max_batch_size`` is refused. Every zoo signature treats rows
 independently (see the seed contract), so batched results equal unbatched ones.
 """
 import collections
+import concurrent.futures
 import threading
 import time
 
@@ -18,15 +19,13 @@ from serving.errors import ServingError
 
 
 class _Task:
-    __slots__ = ("inputs", "rows", "enqueued", "done", "outputs", "error")
+    __slots__ = ("inputs", "rows", "enqueued", "future")
 
     def __init__(self, inputs, rows):
         self.inputs = inputs
         self.rows = rows
         self.enqueued = time.monotonic()
-        self.done = threading.Event()
-        self.outputs = None
-        self.error = None
+        self.future = concurrent.futures.Future()
 
 
 class Batcher:
@@ -60,6 +59,14 @@ class Batcher:
 
     def run(self, key, signature, inputs, rows):
         """Enqueues a request and blocks until its rows of the batch are ready."""
+        return self.submit(key, signature, inputs, rows).result()
+
+    def submit(self, key, signature, inputs, rows):
+        """Enqueues a request; returns a concurrent.futures.Future of its outputs.
+
+        Asynchronous front ends await it (``asyncio.wrap_future``) instead of
+        holding a thread per waiting request.
+        """
         if rows > self.max_batch_size:
             raise ServingError("INVALID_ARGUMENT",
                                f"Task size {rows} is larger than maximum batch size "
@@ -74,10 +81,7 @@ class Batcher:
             self.signatures[key] = signature
             queue.append(task)
             self.cond.notify_all()
-        task.done.wait()
-        if task.error is not None:
-            raise task.error
-        return task.outputs
+        return task.future
 
     def _take_batch(self):
         """Waits for a batch to close; returns (key, tasks) or None when closed."""
@@ -100,10 +104,13 @@ class Batcher:
                     queue, tasks, rows = self.queues[ready], [], 0
                     while queue and rows + queue[0].rows <= self.max_batch_size:
                         task = queue.popleft()
-                        tasks.append(task)
-                        rows += task.rows
+                        if task.future.set_running_or_notify_cancel():  # else timed out
+                            tasks.append(task)
+                            rows += task.rows
                     self.queues.move_to_end(ready)  # round robin over keys
-                    return ready, tasks
+                    if tasks:
+                        return ready, tasks
+                    continue  # only timed-out requests: look again
                 self.cond.wait(wait)
 
     def _work(self):
@@ -116,29 +123,33 @@ class Batcher:
             start = time.perf_counter()
             try:
                 if len(tasks) == 1:
-                    tasks[0].outputs = signature(tasks[0].inputs)
+                    results = [signature(tasks[0].inputs)]
                 else:
                     merged = {name: np.concatenate([t.inputs[name] for t in tasks])
                               for name in tasks[0].inputs}
                     result = signature(merged)
                     bounds = np.cumsum([0] + [t.rows for t in tasks])
-                    for task, a, b in zip(tasks, bounds[:-1], bounds[1:]):
-                        task.outputs = {k: v[a:b] for k, v in result.items()}
+                    results = [{k: v[a:b] for k, v in result.items()}
+                               for a, b in zip(bounds[:-1], bounds[1:])]
                 rows = sum(t.rows for t in tasks)
                 self.batch_sizes[rows] += 1
                 if self.on_batch is not None:
                     self.on_batch(key, rows, time.perf_counter() - start)
             except Exception as err:
                 if len(tasks) == 1:
-                    tasks[0].error = err
-                else:  # one bad request must not fail the others: run them alone
-                    for task in tasks:
-                        try:
-                            task.outputs = signature(task.inputs)
-                        except Exception as single:
-                            task.error = single
-            for task in tasks:
-                task.done.set()
+                    tasks[0].future.set_exception(err)
+                    continue
+                results = []  # one bad request must not fail the others: run them alone
+                for task in tasks:
+                    try:
+                        results.append(signature(task.inputs))
+                    except Exception as single:
+                        results.append(single)
+            for task, result in zip(tasks, results):
+                if isinstance(result, Exception):
+                    task.future.set_exception(result)
+                else:
+                    task.future.set_result(result)
 
     def close(self):
         with self.cond:

@@ -1,4 +1,10 @@
-"""TF Serving's gRPC API with the official protos: PredictionService and ModelService."""
+"""TF Serving's gRPC API with the official protos: PredictionService and ModelService.
+
+The services are grpc.aio servicers: they run on the server's event loop and
+wait for signatures (run by the batcher or an executor) without holding a
+thread per request.
+"""
+import asyncio
 import time
 
 import grpc
@@ -20,8 +26,8 @@ def _spec_args(spec):
     return spec.name, version, label
 
 
-def _abort(context, err):
-    context.abort(err.grpc_code, err.message)
+async def _abort(context, err):
+    await context.abort(err.grpc_code, err.message)
 
 
 def to_array(name, proto, max_elements):
@@ -46,12 +52,14 @@ def to_array(name, proto, max_elements):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; Classify, Regress and MultiInference are refused."""
 
-    def __init__(self, predictor, metrics=None, max_elements=32 << 20):
+    def __init__(self, predictor, metrics=None, max_elements=32 << 20, executor=None, timeout=None):
         self.predictor = predictor
         self.metrics = metrics
         self.max_elements = max_elements
+        self.executor = executor
+        self.timeout = timeout
 
-    def Predict(self, request, context):
+    async def Predict(self, request, context):
         import tensorflow as tf
 
         start = time.perf_counter()
@@ -60,9 +68,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             inputs = {k: to_array(k, v, self.max_elements) for k, v in request.inputs.items()}
             name, version, label = _spec_args(request.model_spec)
-            resolved, outputs = self.predictor.predict(
-                name, version, label, request.model_spec.signature_name, inputs,
-                list(request.output_filter))
+            resolved = self.predictor.manager.resolve(name, version, label)
+            try:
+                outputs = await self.predictor.run_async(
+                    resolved, request.model_spec.signature_name, inputs,
+                    list(request.output_filter), self.executor, self.timeout)
+            except asyncio.TimeoutError:
+                raise ServingError("DEADLINE_EXCEEDED",
+                                   f"Request timed out after {self.timeout:g} s") from None
             response = predict_pb2.PredictResponse()
             response.model_spec.name = resolved.model
             response.model_spec.version.value = resolved.number
@@ -72,21 +85,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return response
         except ServingError as err:
             status = err.code
-            _abort(context, err)
+            await _abort(context, err)
         finally:
             if self.metrics is not None:
                 self.metrics.request(name, "predict", "GRPC", status, time.perf_counter() - start)
 
-    def GetModelMetadata(self, request, context):
+    async def GetModelMetadata(self, request, context):
         try:
             name, version, label = _spec_args(request.model_spec)
             resolved = self.predictor.manager.resolve(name, version, label)
             return responses.metadata_response(resolved, tuple(request.metadata_field))
         except ServingError as err:
-            _abort(context, err)
+            await _abort(context, err)
 
-    def _unsupported(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED,
+    async def _unsupported(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
                       "genzoo models have no classification or regression signatures; use Predict")
 
     Classify = Regress = MultiInference = _unsupported
@@ -98,23 +111,25 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, manager):
         self.manager = manager
 
-    def GetModelStatus(self, request, context):
+    async def GetModelStatus(self, request, context):
         try:
             return responses.status_response(self.manager, *_spec_args(request.model_spec))
         except ServingError as err:
-            _abort(context, err)
+            await _abort(context, err)
 
-    def HandleReloadConfigRequest(self, request, context):
+    async def HandleReloadConfigRequest(self, request, context):
         response = model_management_pb2.ReloadConfigResponse()
-        try:
-            self.manager.reload_config(request.config)
+        try:  # loading models takes seconds: off the event loop
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.manager.reload_config, request.config)
         except ServingError as err:
             response.status.error_code = 3  # INVALID_ARGUMENT
             response.status.error_message = err.message
         return response
 
 
-def add_services(server, predictor, metrics=None, max_elements=32 << 20):
+def add_services(server, predictor, metrics=None, max_elements=32 << 20, executor=None,
+                 timeout=None):
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(predictor, metrics, max_elements), server)
+        PredictionService(predictor, metrics, max_elements, executor, timeout), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor.manager), server)

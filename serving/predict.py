@@ -3,6 +3,8 @@
 Shared by the REST and gRPC front ends, so both give the same answers and the
 same errors.
 """
+import asyncio
+import concurrent.futures
 import time
 
 from serving.errors import ServingError, from_tf_error
@@ -79,19 +81,39 @@ class Predictor:
                 f"{version.model} version {version.number}: {', '.join(sorted(version.signatures))}")
         return version.signatures[name]
 
-    def run(self, version, signature_name, inputs, output_filter=()):
-        """Runs a signature of an already resolved version; returns its outputs."""
+    def _call(self, model, signature, inputs):
+        """Runs a signature in this thread, timing it."""
+        start = time.perf_counter()
+        outputs = signature(inputs)
+        if self.metrics is not None:
+            self.metrics.runtime(model, time.perf_counter() - start)
+        return outputs
+
+    def _submit(self, version, signature_name, inputs, executor):
+        """Checks a request and starts it; returns a concurrent.futures.Future of its outputs.
+
+        Batched requests go to the batcher's queue; the others run on
+        ``executor`` (or here, when it is None).
+        """
         signature = self.signature(version, signature_name)
         rows = check_inputs(signature, inputs, self.max_rows)
+        if self.batcher is not None and rows > 0:
+            return self.batcher.submit((version.model, version.number, signature.name),
+                                       signature, inputs, rows)
+        if executor is not None:
+            return executor.submit(self._call, version.model, signature, inputs)
+        future = concurrent.futures.Future()
         try:
-            if self.batcher is not None and rows > 0:
-                outputs = self.batcher.run((version.model, version.number, signature.name),
-                                           signature, inputs, rows)
-            else:
-                start = time.perf_counter()
-                outputs = signature(inputs)
-                if self.metrics is not None:
-                    self.metrics.runtime(version.model, time.perf_counter() - start)
+            future.set_result(self._call(version.model, signature, inputs))
+        except Exception as err:
+            future.set_exception(err)
+        return future
+
+    @staticmethod
+    def _finish(get, output_filter):
+        """Outputs of a finished call, errors as ServingErrors, filtered."""
+        try:
+            outputs = get()
         except ServingError:
             raise
         except Exception as err:
@@ -109,11 +131,23 @@ class Predictor:
             outputs = {k: outputs[k] for k in output_filter}
         return outputs
 
-    def predict(self, name, version=None, label=None, signature_name=None, inputs=None,
-                output_filter=()):
-        """Resolves the model version and runs the signature: (Version, outputs)."""
-        resolved = self.manager.resolve(name, version, label)
-        return resolved, self.run(resolved, signature_name, inputs or {}, output_filter)
+    def run(self, version, signature_name, inputs, output_filter=()):
+        """Runs a signature of an already resolved version; returns its outputs."""
+        future = self._submit(version, signature_name, inputs, None)
+        return self._finish(future.result, output_filter)
+
+    async def run_async(self, version, signature_name, inputs, output_filter=(), executor=None,
+                        timeout=None):
+        """``run`` for event-loop front ends: waits without holding a thread.
+
+        Unbatched calls run on ``executor``; ``timeout`` (seconds) bounds the wait.
+        """
+        future = asyncio.wrap_future(self._submit(version, signature_name, inputs, executor))
+        await asyncio.wait({future}, timeout=timeout)
+        if not future.done():
+            future.cancel()
+            raise asyncio.TimeoutError()
+        return self._finish(future.result, output_filter)
 
     def run_warmup(self, version, request):
         """Replays one warmup PredictRequest against a version being loaded."""

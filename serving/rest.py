@@ -248,11 +248,8 @@ class RestApi:
                 resolved = self.predictor.manager.resolve(name, version, label)
                 signature = self.predictor.signature(resolved, signature_name)
                 inputs, row_format = parse_predict(doc, signature)
-                loop = asyncio.get_running_loop()
-                outputs = await asyncio.wait_for(
-                    loop.run_in_executor(self.executor, self.predictor.run, resolved,
-                                         signature.name, inputs),
-                    self.timeout)
+                outputs = await self.predictor.run_async(
+                    resolved, signature.name, inputs, executor=self.executor, timeout=self.timeout)
             finally:
                 self.inflight -= 1
             return web.json_response(render_predict(outputs, row_format))

@@ -85,9 +85,7 @@ class Server:
     """Both front ends, the model manager, batching and metrics of one process."""
 
     def __init__(self, args):
-        import grpc
-
-        from serving import batching, grpc_api, metrics, models, predict, protos, rest
+        from serving import batching, metrics, models, predict, protos, rest
 
         self.args = args
         config, self.base_dir = _model_config(args)
@@ -109,23 +107,15 @@ class Server:
         warmup = self.predictor.run_warmup if args.enable_model_warmup else None
         self.manager = models.ModelManager(config, self.base_dir, warmup)
         self.predictor.manager = self.manager
-        self.executor = concurrent.futures.ThreadPoolExecutor(args.rest_api_num_threads)
-        self.grpc_server = None
-        if args.port:
-            options = [("grpc.max_receive_message_length", args.max_request_bytes),
-                       ("grpc.max_send_message_length", 1 << 30),
-                       ("grpc.so_reuseport", 0)]
-            self.grpc_server = grpc.server(
-                concurrent.futures.ThreadPoolExecutor(args.grpc_max_threads), options=options,
-                maximum_concurrent_rpcs=args.grpc_max_threads * 8)
-            grpc_api.add_services(self.grpc_server, self.predictor, self.metrics,
-                                  max_elements=args.max_request_bytes)
-            self.grpc_port = self.grpc_server.add_insecure_port(f"{args.address}:{args.port}")
+        # Unbatched signatures of both front ends run on this pool (TensorFlow
+        # releases the GIL while kernels run, so calls overlap).
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max(args.rest_api_num_threads, args.grpc_max_threads), thread_name_prefix="genzoo-run")
+        self.grpc_port = None
         self.rest = rest.RestApi(self.predictor, self.executor, args.rest_api_timeout_in_ms / 1000,
                                  args.max_inflight_requests, self.metrics,
                                  self.metrics_path or "/monitoring/prometheus/metrics",
                                  args.max_request_bytes)
-        self._loop = None
         self._stopped = threading.Event()
 
     def _watch_config(self):
@@ -146,17 +136,47 @@ class Server:
             except Exception as err:  # a bad edit keeps the running config
                 log.error("config %s not reloaded: %s", path, err)
 
-    async def _serve_rest(self):
+    async def _start_grpc(self):
+        """The gRPC front end (grpc.aio) on this event loop; returns the server."""
+        import grpc
+
+        from serving import grpc_api
+
+        args = self.args
+        options = [("grpc.max_receive_message_length", args.max_request_bytes),
+                   ("grpc.max_send_message_length", 1 << 30),
+                   ("grpc.so_reuseport", 0)]
+        server = grpc.aio.server(options=options,
+                                 maximum_concurrent_rpcs=args.grpc_max_threads * 8)
+        grpc_api.add_services(server, self.predictor, self.metrics,
+                              max_elements=args.max_request_bytes, executor=self.executor,
+                              timeout=args.rest_api_timeout_in_ms / 1000)
+        try:
+            self.grpc_port = server.add_insecure_port(f"{args.address}:{args.port}")
+        except RuntimeError as err:
+            raise OSError(f"cannot bind the gRPC port {args.address}:{args.port}: {err}") from err
+        await server.start()
+        log.info("gRPC API at %s:%d", args.address, self.grpc_port)
+        return server
+
+    async def _serve(self):
+        """Runs the gRPC and REST front ends on one event loop until stopped."""
         from aiohttp import web
 
-        runner = web.AppRunner(self.rest.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.args.address, self.args.rest_api_port)
-        await site.start()
-        log.info("REST API at http://%s:%d", self.args.address, self.args.rest_api_port)
+        grpc_server = await self._start_grpc() if self.args.port else None
+        runner = None
+        if self.args.rest_api_port:
+            runner = web.AppRunner(self.rest.app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.args.address, self.args.rest_api_port)
+            await site.start()
+            log.info("REST API at http://%s:%d", self.args.address, self.args.rest_api_port)
         while not self._stopped.is_set():
             await asyncio.sleep(0.2)
-        await runner.cleanup()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=2)
+        if runner is not None:
+            await runner.cleanup()
 
     def serve(self):
         """Starts everything and blocks until SIGINT/SIGTERM."""
@@ -168,22 +188,16 @@ class Server:
         self.manager.start_polling(self.args.file_system_poll_wait_seconds)
         if self.args.model_config_file and self.args.model_config_file_poll_wait_seconds > 0:
             threading.Thread(target=self._watch_config, daemon=True).start()
-        if self.grpc_server is not None:
-            self.grpc_server.start()
-            log.info("gRPC API at %s:%d", self.args.address, self.grpc_port)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._stopped.set())
-        if self.args.rest_api_port:
-            asyncio.run(self._serve_rest())
-        else:
-            self._stopped.wait()
-        self.stop()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self.stop()
 
     def stop(self):
         self._stopped.set()
         self.manager.stop()
-        if self.grpc_server is not None:
-            self.grpc_server.stop(grace=2).wait()
         if self.batcher is not None:
             self.batcher.close()
         self.executor.shutdown(wait=False)
@@ -199,4 +213,7 @@ def main(argv=None):
         server = Server(args)
     except (protos.ConfigError, OSError, ServingError) as err:
         raise SystemExit(f"error: {err}")
-    server.serve()
+    try:
+        server.serve()
+    except OSError as err:
+        raise SystemExit(f"error: {err}")

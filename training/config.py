@@ -51,6 +51,7 @@ PRESET_DEFAULTS = {
     "beta_vae_mnist": dict(epochs=30),
     "cvae_mnist": dict(epochs=30),
     "vae_fashion_mnist": dict(epochs=30),
+    "pixelcnn_mnist": dict(epochs=20, batch_size=64, learning_rate=1e-3),
 }
 
 

@@ -244,13 +244,15 @@ class GatedBlock(keras.layers.Layer):
         kernel_size: odd k.
         first: the first layer (mask "A", no residual connection).
         num_classes: > 0 adds the label to every gate.
+        last: the last layer, whose horizontal output nothing reads: it has
+            no 1x1 output weights and returns its input ``h`` unchanged.
 
     References:
         van den Oord et al. 2016, "Conditional Image Generation with PixelCNN
         Decoders", sec. 2.1-2.3, eq. (2) and (4), fig. 2.
     """
 
-    def __init__(self, filters, kernel_size=3, first=False, num_classes=0, **kwargs):
+    def __init__(self, filters, kernel_size=3, first=False, num_classes=0, last=False, **kwargs):
         super().__init__(**kwargs)
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
@@ -258,6 +260,7 @@ class GatedBlock(keras.layers.Layer):
         self.kernel_size = int(kernel_size)
         self.first = bool(first)
         self.num_classes = int(num_classes)
+        self.last = bool(last)
 
     def build(self, input_shape):
         v_in = int(input_shape[0][-1]) if isinstance(input_shape, (list, tuple)) and \
@@ -269,7 +272,8 @@ class GatedBlock(keras.layers.Layer):
         self.v_bias = self.add_weight(name="v_bias", shape=(2 * f,), initializer="zeros")
         self.h_bias = self.add_weight(name="h_bias", shape=(2 * f,), initializer="zeros")
         self.v_to_h = self.add_weight(name="v_to_h", shape=(1, 1, 2 * f, 2 * f), initializer=init)
-        self.h_out = self.add_weight(name="h_out", shape=(1, 1, f, f), initializer=init)
+        if not self.last:
+            self.h_out = self.add_weight(name="h_out", shape=(1, 1, f, f), initializer=init)
         self.skip = self.add_weight(name="skip", shape=(1, 1, f, f), initializer=init)
         if self.num_classes:
             self.v_label = self.add_weight(name="v_label", shape=(self.num_classes, 2 * f), initializer=init)
@@ -300,6 +304,8 @@ class GatedBlock(keras.layers.Layer):
         v_out = self._gate(v_pre)
         gated = self._gate(h_pre)
         skip = tf.nn.conv2d(gated, self.skip, 1, "VALID")
+        if self.last:
+            return v_out, h, skip
         h_out = tf.nn.conv2d(gated, self.h_out, 1, "VALID")
         if not self.first:
             h_out = h + h_out
@@ -308,7 +314,7 @@ class GatedBlock(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, first=self.first,
-                      num_classes=self.num_classes)
+                      num_classes=self.num_classes, last=self.last)
         return config
 
 
@@ -345,7 +351,8 @@ class GatedPixelCNN(_Autoregressive):
         self.gated = [GatedBlock(self.filters, self.first_kernel_size, first=True,
                                  num_classes=self.num_classes, name="gated0")]
         self.gated += [GatedBlock(self.filters, self.kernel_size, num_classes=self.num_classes,
-                                  name=f"gated{i + 1}") for i in range(self.num_blocks)]
+                                  last=i == self.num_blocks - 1, name=f"gated{i + 1}")
+                       for i in range(self.num_blocks)]
         self.out1 = keras.layers.Conv2D(self.filters, 1, activation="relu", name="out1")
         self.out2 = keras.layers.Conv2D(self.pixel_likelihood.params_per_channel, 1, name="out2")
 

@@ -8,7 +8,7 @@ import json
 import os
 import pathlib
 
-from zoo import latent
+from zoo import autoregressive, latent
 
 KERAS_CONFIG = "keras_config.json"  # written by serving.export beside the SavedModel
 
@@ -68,6 +68,11 @@ PRESETS = {
         dict(_MNIST, latent_dim=32, hidden_units=(512, 512),
              likelihood="discretized_logistic"),
         description="VAE with discretized-logistic pixels, 8-bit Fashion-MNIST",
+    ),
+    "pixelcnn_mnist": Preset(
+        autoregressive.GatedPixelCNN, "mnist", "binary",
+        dict(_MNIST, filters=32, num_blocks=7, likelihood="bernoulli"),
+        description="Gated PixelCNN, Bernoulli pixels, binarized MNIST",
     ),
 }
 
