@@ -29,7 +29,7 @@ def load_trained(path):
     """The Keras model at ``path``: a run folder, a .keras file or an exported version."""
     import keras
 
-    import zoo.latent  # noqa: F401  (registers the zoo's classes)
+    import zoo.registry  # noqa: F401  (registers the zoo's classes)
 
     path = pathlib.Path(path)
     if path.is_dir() and (path / "genzoo" / KERAS_CONFIG).exists():

@@ -1,8 +1,10 @@
 """The autoregressive family: masked convolutions, PixelCNN and Gated PixelCNN.
 
 log p(x) = sum_i log p(x_i | x_<i) over pixels in raster order and, within a
-pixel, over channels in the order R -> G -> B. Work in progress (issue 4): the
-discretized logistic mixture, fast sampling and the serving endpoints come next.
+pixel, over channels in the order R -> G -> B. Sampling and completion run as
+one TensorFlow loop, seeded per row: the naive sampler re-runs the whole network
+for every pixel; Gated PixelCNN's fast sampler runs the vertical stack once per
+image row and the horizontal stack on one row per pixel.
 """
 import math
 
@@ -10,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import likelihoods, steps
+from zoo import contract, likelihoods, seeding, steps
 
 
 def causal_mask(kernel_size, in_channels, out_channels, mask_type, color_channels=1):
@@ -164,6 +166,90 @@ class _Autoregressive(keras.Model):
         return steps.strategy_logs(
             {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()})
 
+    # -------------------------------------------------------------- sampling
+    def _start(self, seed, images=None, mask=None):
+        """(canvas, keep, noise) of a sampling loop; the noise is drawn per row from ``seed``.
+
+        The canvas holds the given pixels where ``mask`` is nonzero and zeros
+        elsewhere; ``keep`` is 1 where a pixel is given.
+        """
+        lik = self.pixel_likelihood
+        extra = getattr(lik, "noise_per_channel", 1)
+        noise = seeding.uniform_rows(seed, list(self.image_shape) + ([extra] if extra > 1 else []))
+        if images is None:
+            x = tf.zeros(tf.concat([tf.shape(seed)[:1], self.image_shape], 0))
+            return x, tf.zeros_like(x), noise
+        keep = tf.cast(tf.not_equal(mask, 0), tf.float32)
+        return lik.from_uint8(images) * keep, keep, noise
+
+    def _place(self, x, keep, index, value):
+        """``x`` with raster position ``index`` (over H, W, C) set from ``value`` unless kept.
+
+        ``value`` is the (B, 1, 1, C) draw at that pixel.
+        """
+        here = tf.reshape(tf.one_hot(index, math.prod(self.image_shape)), (1,) + self.image_shape)
+        out = x + here * (1.0 - keep) * (value - x)
+        out.set_shape(x.shape)  # the draw's channel count is not always static
+        return out
+
+    def sample_naive(self, seed, labels=None, images=None, mask=None):
+        """Draws every pixel in order, re-running the whole network at each step.
+
+        Args:
+            seed: int64 (B, 2), the serving contract's per-row seeds.
+            labels: int (B,) for class-conditional models.
+            images, mask: for completion: pixels where ``mask`` != 0 are kept.
+
+        Returns:
+            (B, H, W, C) in the likelihood's form (0/1 or 0..255).
+        """
+        lik = self.pixel_likelihood
+        h, w, c = self.image_shape
+        x, keep, noise = self._start(seed, images, mask)
+
+        def step(i, x):
+            r, col = i // (w * c), (i // c) % w
+            params = self.params(lik.network_input(x), labels)  # (B, H, W, C*P)
+            draw = lik.sample(params[:, r:r + 1, col:col + 1], noise[:, r:r + 1, col:col + 1])
+            return i + 1, self._place(x, keep, i, draw)
+
+        _, x = tf.while_loop(lambda i, _: i < h * w * c, step, (tf.constant(0), x))
+        return x
+
+    def sample(self, seed, labels=None, images=None, mask=None):
+        """Draws images (or completes them); the fastest sampler the model has."""
+        return self.sample_naive(seed, labels, images, mask)
+
+    # --------------------------------------------------------------- serving
+    def _check_labels(self, label):
+        return contract.check_labels(label, self.num_classes)
+
+    def serve_sample(self, seed, label=None):
+        x = self.sample(seed, self._check_labels(label))
+        return {"images": self.pixel_likelihood.to_uint8(x)}
+
+    def serve_complete(self, images, mask, seed, label=None):
+        x = self.sample(seed, self._check_labels(label), images, mask)
+        return {"images": self.pixel_likelihood.to_uint8(x)}
+
+    def serve_log_prob(self, images, label=None):
+        lik = self.pixel_likelihood
+        x = lik.from_uint8(images)
+        params = self.params(lik.network_input(x), self._check_labels(label))
+        log_prob = lik.distribution(params).log_prob(x)
+        return {"log_prob": log_prob,
+                "bits_per_dim": -log_prob / (math.prod(self.image_shape) * math.log(2.0))}
+
+    def serving_endpoints(self, **options):
+        """{name: (function, input specs)}: sample (serving_default), log_prob, complete."""
+        s = contract.specs(self.image_shape)
+        cond = [s["label"]] if self.num_classes else []
+        return {
+            "sample": (self.serve_sample, [s["seed"]] + cond),
+            "log_prob": (self.serve_log_prob, [s["images"]] + cond),
+            "complete": (self.serve_complete, [s["images"], s["mask"], s["seed"]] + cond),
+        }
+
 
 @keras.saving.register_keras_serializable(package="genzoo")
 class PixelCNN(_Autoregressive):
@@ -288,27 +374,39 @@ class GatedBlock(keras.layers.Layer):
         a, b = tf.split(x, 2, axis=-1)
         return tf.tanh(a) * tf.sigmoid(b)
 
-    def call(self, v, h, label=None):
-        """(v, h) -> (v', h', skip); all (B, H, W, channels)."""
-        k, half = self.kernel_size, self.kernel_size // 2
+    def vertical(self, v, label=None):
+        """The vertical stack: (v', what it adds to the horizontal stack), both (B, H, W, .)."""
+        half = self.kernel_size // 2
         v_pre = tf.nn.conv2d(tf.pad(v, [[0, 0], [half, 0], [half, half], [0, 0]]), self.v_kernel,
                              1, "VALID") + self.v_bias  # rows i-k//2 .. i
-        h_pre = tf.nn.conv2d(tf.pad(h, [[0, 0], [0, 0], [half, 0], [0, 0]]),
-                             self.h_kernel * self.h_mask, 1, "VALID") + self.h_bias  # cols j-k//2 .. j
         shifted = tf.pad(v_pre[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])  # rows < i only
-        h_pre = h_pre + tf.nn.conv2d(shifted, self.v_to_h, 1, "VALID")
+        to_h = tf.nn.conv2d(shifted, self.v_to_h, 1, "VALID")
         if self.num_classes:
             onehot = tf.one_hot(tf.cast(label, tf.int32), self.num_classes)
             v_pre = v_pre + tf.matmul(onehot, self.v_label)[:, None, None, :]
-            h_pre = h_pre + tf.matmul(onehot, self.h_label)[:, None, None, :]
-        v_out = self._gate(v_pre)
-        gated = self._gate(h_pre)
+            to_h = to_h + tf.matmul(onehot, self.h_label)[:, None, None, :]
+        return self._gate(v_pre), to_h
+
+    def horizontal(self, h, to_h):
+        """The horizontal stack given the vertical stack's part: (h', skip).
+
+        Reads only the rows it is given, so a one-row slice of ``h`` and
+        ``to_h`` gives that row of the full result (the fast sampler's step).
+        """
+        half = self.kernel_size // 2
+        h_pre = tf.nn.conv2d(tf.pad(h, [[0, 0], [0, 0], [half, 0], [0, 0]]),
+                             self.h_kernel * self.h_mask, 1, "VALID") + self.h_bias  # cols j-k//2 .. j
+        gated = self._gate(h_pre + to_h)
         skip = tf.nn.conv2d(gated, self.skip, 1, "VALID")
         if self.last:
-            return v_out, h, skip
+            return h, skip
         h_out = tf.nn.conv2d(gated, self.h_out, 1, "VALID")
-        if not self.first:
-            h_out = h + h_out
+        return (h_out if self.first else h + h_out), skip
+
+    def call(self, v, h, label=None):
+        """(v, h) -> (v', h', skip); all (B, H, W, channels)."""
+        v_out, to_h = self.vertical(v, label)
+        h_out, skip = self.horizontal(h, to_h)
         return v_out, h_out, skip
 
     def get_config(self):
@@ -376,3 +474,44 @@ class GatedPixelCNN(_Autoregressive):
             v, h, skip = block(v, h, labels)
             skips = skips + skip
         return self.out2(self.out1(tf.nn.relu(skips)))
+
+    def sample(self, seed, labels=None, images=None, mask=None):
+        """The fast sampler: the same draws as ``sample_naive`` at a fraction of the work.
+
+        The vertical stack at row i reads only rows < i of the image (through
+        its shift), so it runs once per image row, when the rows above are
+        done; the horizontal stack and the head read only their own row, so
+        each pixel step runs them on that one row (1 x W) instead of the image.
+        A 28 x 28 image costs 28 full vertical passes plus 784 one-row passes,
+        against 784 full passes of the whole network.
+
+        References:
+            Ramachandran et al. 2017, "Fast Generation for Convolutional
+            Autoregressive Models" (the same idea, without their caches).
+        """
+        lik = self.pixel_likelihood
+        height, width, _ = self.image_shape
+        x, keep, noise = self._start(seed, images, mask)
+
+        def row(r, x):
+            v = lik.network_input(x)
+            to_h = []
+            for block in self.gated:  # full image, once per row
+                v, part = block.vertical(v, labels)
+                to_h.append(part[:, r:r + 1])  # (B, 1, W, 2f)
+
+            def pixel(col, x):
+                h = lik.network_input(x[:, r:r + 1])  # (B, 1, W, 1)
+                skips = 0.0
+                for block, part in zip(self.gated, to_h):
+                    h, skip = block.horizontal(h, part)
+                    skips = skips + skip
+                params = self.out2(self.out1(tf.nn.relu(skips)))  # (B, 1, W, P)
+                draw = lik.sample(params[:, :, col:col + 1], noise[:, r:r + 1, col:col + 1])
+                return col + 1, self._place(x, keep, r * width + col, draw)
+
+            _, x = tf.while_loop(lambda col, _: col < width, pixel, (tf.constant(0), x))
+            return r + 1, x
+
+        _, x = tf.while_loop(lambda r, _: r < height, row, (tf.constant(0), x))
+        return x

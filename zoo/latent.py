@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from zoo import likelihoods, seeding, steps
+from zoo import contract, likelihoods, seeding, steps
 
 tfd = tfp.distributions
 
@@ -149,24 +149,10 @@ class _LatentModel(keras.Model):
 
     # --------------------------------------------------------------- serving
     def _specs(self):
-        h, w, c = self.image_shape
-        return dict(
-            images=tf.TensorSpec([None, h, w, c], tf.uint8, name="images"),
-            seed=tf.TensorSpec([None, 2], tf.int64, name="seed"),
-            label=tf.TensorSpec([None], tf.int64, name="label"),
-            latents=tf.TensorSpec([None, self.latent_dim], tf.float32, name="latents"),
-        )
+        return contract.specs(self.image_shape, self.latent_dim)
 
     def _check_labels(self, label):
-        if label is None:
-            return None
-        tf.debugging.assert_non_negative(label, message="label must be >= 0")
-        tf.debugging.assert_less(
-            label,
-            tf.constant(self.num_classes, tf.int64),
-            message=f"label must be < {self.num_classes}",
-        )
-        return label
+        return contract.check_labels(label, self.num_classes)
 
     def _image_outputs(self, params):
         lik = self.pixel_likelihood
