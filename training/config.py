@@ -52,6 +52,7 @@ PRESET_DEFAULTS = {
     "cvae_mnist": dict(epochs=30),
     "vae_fashion_mnist": dict(epochs=30),
     "pixelcnn_mnist": dict(epochs=20, batch_size=64, learning_rate=1e-3),
+    "pixelcnn_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=1e-3),
 }
 
 

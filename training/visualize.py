@@ -1,4 +1,4 @@
-"""Pictures of a latent model, as PNG files.
+"""Pictures of a zoo model, as PNG files.
 
     python -m training.visualize vae_mnist [--out docs/images/vae_mnist]
     python -m training.visualize runs/vae2d_mnist
@@ -8,7 +8,9 @@ the same z), ``reconstructions.png`` (test images in odd columns, the mean of
 p(x|z) for z ~ q(z|x) beside them), ``interpolation.png`` (decoder means along
 straight lines between the posterior means of test images) and, for a 2-D
 latent, ``manifold.png`` (decoder means over a grid of Gaussian quantiles, as
-in Kingma & Welling 2014, fig. 4).
+in Kingma & Welling 2014, fig. 4). For autoregressive models: ``samples.png``
+and ``completions.png`` (per row: a test image as the model sees it, its top
+half with the bottom hidden (grey), then completions from three seeds).
 """
 import argparse
 import os
@@ -31,8 +33,43 @@ def _ndtri(p):
     return tf.math.ndtri(tf.constant(p, tf.float32)).numpy()
 
 
+def autoregressive_pictures(model, preset, out, data_dir=None, scale=3, rows=8, seeds=3):
+    """samples.png and completions.png of an autoregressive model; returns their paths."""
+    import numpy as np
+    import tensorflow as tf
+
+    from training import data
+    from training.images import grid, save_png
+
+    out = pathlib.Path(out)
+    cond = bool(getattr(model, "num_classes", 0))
+    test = next(iter(data.load(preset.dataset, "test", "uint8", rows, labels=True,
+                               data_dir=data_dir, take=rows)))
+    lik = model.pixel_likelihood
+    images = lik.to_uint8(lik.from_uint8(tf.cast(test["images"], tf.uint8))).numpy()
+    sample = tf.function(model.serve_sample)
+    complete = tf.function(model.serve_complete)
+    sample_label = [tf.range(64, dtype=tf.int64) % model.num_classes] if cond else []
+    drawn = sample(_seeds(64), *sample_label)["images"].numpy()
+    written = [save_png(grid(drawn, 8), out / "samples.png", scale)]
+
+    h = images.shape[1]
+    mask = np.zeros_like(images)
+    mask[:, : h // 2] = 1  # the top half is given
+    shown = np.where(mask > 0, images, 128).astype(np.uint8)
+    label = [tf.cast(test["labels"], tf.int64)] if cond else []
+    columns = [images, shown]
+    for s in range(seeds):
+        columns.append(complete(images, mask, _seeds(rows, 100 + s), *label)["images"].numpy())
+    table = np.stack(columns, axis=1).reshape(rows * len(columns), *images.shape[1:])
+    written.append(save_png(grid(table, len(columns)), out / "completions.png", scale))
+    return written
+
+
 def make_pictures(model, preset, out, data_dir=None, scale=3):
     """Writes the PNGs for ``model`` into ``out``; returns their paths."""
+    if hasattr(model, "serve_complete"):
+        return autoregressive_pictures(model, preset, out, data_dir, scale)
     import numpy as np
     import tensorflow as tf
 

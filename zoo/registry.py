@@ -74,6 +74,11 @@ PRESETS = {
         dict(_MNIST, filters=32, num_blocks=7, likelihood="bernoulli"),
         description="Gated PixelCNN, Bernoulli pixels, binarized MNIST",
     ),
+    "pixelcnn_fashion_mnist": Preset(
+        autoregressive.GatedPixelCNN, "fashion_mnist", "uint8",
+        dict(_MNIST, filters=32, num_blocks=7, likelihood="logistic_mixture"),
+        description="Gated PixelCNN with PixelCNN++'s discretized logistic mixture, 8-bit Fashion-MNIST",
+    ),
 }
 
 
