@@ -4,7 +4,6 @@ Shared by the REST and gRPC front ends, so both give the same answers and the
 same errors.
 """
 import asyncio
-import concurrent.futures
 import time
 
 from serving.errors import ServingError, from_tf_error
@@ -89,39 +88,17 @@ class Predictor:
             self.metrics.runtime(model, time.perf_counter() - start)
         return outputs
 
-    def _submit(self, version, signature_name, inputs, executor):
-        """Checks a request and starts it; returns a concurrent.futures.Future of its outputs.
-
-        Batched requests go to the batcher's queue; the others run on
-        ``executor`` (or here, when it is None).
-        """
-        signature = self.signature(version, signature_name)
-        rows = check_inputs(signature, inputs, self.max_rows)
-        if self.batcher is not None and rows > 0:
-            return self.batcher.submit((version.model, version.number, signature.name),
-                                       signature, inputs, rows)
-        if executor is not None:
-            return executor.submit(self._call, version.model, signature, inputs)
-        future = concurrent.futures.Future()
-        try:
-            future.set_result(self._call(version.model, signature, inputs))
-        except Exception as err:
-            future.set_exception(err)
-        return future
-
     @staticmethod
-    def _finish(get, output_filter):
-        """Outputs of a finished call, errors as ServingErrors, filtered."""
-        try:
-            outputs = get()
-        except ServingError:
-            raise
-        except Exception as err:
+    def _finish(outputs, error, output_filter):
+        """The outputs of a finished call, filtered; its error as a ServingError."""
+        if isinstance(error, ServingError):
+            raise error
+        if error is not None:
             import tensorflow as tf
 
-            if isinstance(err, tf.errors.OpError):
-                raise from_tf_error(err) from err
-            raise ServingError("INTERNAL", f"{type(err).__name__}: {err}") from err
+            if isinstance(error, tf.errors.OpError):
+                raise from_tf_error(error) from error
+            raise ServingError("INTERNAL", f"{type(error).__name__}: {error}") from error
         if output_filter:
             unknown = sorted(set(output_filter) - set(outputs))
             if unknown:
@@ -131,23 +108,38 @@ class Predictor:
             outputs = {k: outputs[k] for k in output_filter}
         return outputs
 
+    def _prepare(self, version, signature_name, inputs):
+        """(signature, rows) of a checked request."""
+        signature = self.signature(version, signature_name)
+        return signature, check_inputs(signature, inputs, self.max_rows)
+
     def run(self, version, signature_name, inputs, output_filter=()):
-        """Runs a signature of an already resolved version; returns its outputs."""
-        future = self._submit(version, signature_name, inputs, None)
-        return self._finish(future.result, output_filter)
+        """Runs a signature of a resolved version here, unbatched; returns its outputs."""
+        signature, _ = self._prepare(version, signature_name, inputs)
+        try:
+            outputs = self._call(version.model, signature, inputs)
+        except Exception as err:
+            return self._finish(None, err, output_filter)
+        return self._finish(outputs, None, output_filter)
 
     async def run_async(self, version, signature_name, inputs, output_filter=(), executor=None,
                         timeout=None):
-        """``run`` for event-loop front ends: waits without holding a thread.
-
-        Unbatched calls run on ``executor``; ``timeout`` (seconds) bounds the wait.
-        """
-        future = asyncio.wrap_future(self._submit(version, signature_name, inputs, executor))
-        await asyncio.wait({future}, timeout=timeout)
-        if not future.done():
-            future.cancel()
-            raise asyncio.TimeoutError()
-        return self._finish(future.result, output_filter)
+        """Runs a request for the event-loop front ends: batched when batching is on,
+        else on ``executor``; waits at most ``timeout`` seconds (asyncio.TimeoutError)."""
+        signature, rows = self._prepare(version, signature_name, inputs)
+        if self.batcher is not None and rows > 0:
+            pending = self.batcher.run((version.model, version.number, signature.name),
+                                       signature, inputs, rows)
+        else:
+            loop = asyncio.get_running_loop()
+            pending = loop.run_in_executor(executor, self._call, version.model, signature, inputs)
+        try:
+            outputs = await asyncio.wait_for(pending, timeout)
+        except asyncio.TimeoutError:
+            raise
+        except Exception as err:
+            return self._finish(None, err, output_filter)
+        return self._finish(outputs, None, output_filter)
 
     def run_warmup(self, version, request):
         """Replays one warmup PredictRequest against a version being loaded."""

@@ -177,6 +177,8 @@ class Server:
             await grpc_server.stop(grace=2)
         if runner is not None:
             await runner.cleanup()
+        if self.batcher is not None:
+            self.batcher.close()
 
     def serve(self):
         """Starts everything and blocks until SIGINT/SIGTERM."""
@@ -198,8 +200,6 @@ class Server:
     def stop(self):
         self._stopped.set()
         self.manager.stop()
-        if self.batcher is not None:
-            self.batcher.close()
         self.executor.shutdown(wait=False)
 
 

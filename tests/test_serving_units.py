@@ -1,5 +1,5 @@
 """In-process tests of the server's parts: JSON conversion, batching, config parsing."""
-import concurrent.futures
+import asyncio
 import threading
 import time
 
@@ -55,23 +55,34 @@ def test_batcher_merges_and_isolates_errors():
         return {"y": 2 * x}
 
     sig = _Sig({"x": None}, double)
-    batcher = batching.Batcher(max_batch_size=8, batch_timeout_micros=50000, num_batch_threads=1)
-    try:
-        def call(i):
+
+    async def scenario():
+        batcher = batching.Batcher(max_batch_size=8, batch_timeout_micros=50000, num_batch_threads=1)
+
+        async def call(i):
             x = np.array([[-1.0]]) if i == 3 else np.array([[float(i)]])
             try:
-                return batcher.run("k", sig, {"x": x}, 1)["y"][0, 0]
+                return (await batcher.run("k", sig, {"x": x}, 1))["y"][0, 0]
             except ValueError as err:
                 return str(err)
 
-        with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            results = list(pool.map(call, range(6)))
-        assert results == [0.0, 2.0, 4.0, "negative", 8.0, 10.0]
-        assert max(sig.calls) > 1, sig.calls  # some requests ran together
-        with pytest.raises(ServingError, match="larger than maximum batch size"):
-            batcher.run("k", sig, {"x": np.zeros((9, 1))}, 9)
-    finally:
-        batcher.close()
+        try:
+            results = await asyncio.gather(*(call(i) for i in range(6)))
+            with pytest.raises(ServingError, match="larger than maximum batch size"):
+                await batcher.run("k", sig, {"x": np.zeros((9, 1))}, 9)
+            # a request that stops waiting (timeout, client gone) is left out of its batch
+            late = asyncio.ensure_future(batcher.run("k", sig, {"x": np.array([[7.0]])}, 1))
+            await asyncio.sleep(0)
+            late.cancel()
+            kept = await batcher.run("k", sig, {"x": np.array([[8.0]])}, 1)
+            return results, kept
+        finally:
+            batcher.close()
+
+    results, kept = asyncio.run(scenario())
+    assert results == [0.0, 2.0, 4.0, "negative", 8.0, 10.0]
+    assert max(sig.calls) > 1, sig.calls  # some requests ran together
+    assert kept["y"][0, 0] == 16.0 and sig.calls[-1] == 1
 
 
 def test_batcher_refuses_when_its_queue_is_full():
@@ -82,22 +93,27 @@ def test_batcher_refuses_when_its_queue_is_full():
         return {"y": inputs["x"]}
 
     sig = _Sig({"x": None}, slow)
-    batcher = batching.Batcher(max_batch_size=1, batch_timeout_micros=0, max_enqueued_batches=1,
-                               num_batch_threads=1)
-    try:
-        pool = concurrent.futures.ThreadPoolExecutor(4)
-        first = pool.submit(batcher.run, "k", sig, {"x": np.zeros((1, 1))}, 1)
-        time.sleep(0.2)  # the first runs (blocked), the second waits in the queue
-        second = pool.submit(batcher.run, "k", sig, {"x": np.zeros((1, 1))}, 1)
-        time.sleep(0.2)
-        with pytest.raises(ServingError) as err:
-            batcher.run("k", sig, {"x": np.zeros((1, 1))}, 1)
-        assert err.value.code == "UNAVAILABLE" and err.value.http_status == 503
-        release.set()
-        first.result(5), second.result(5)
-        pool.shutdown()
-    finally:
-        batcher.close()
+
+    async def scenario():
+        batcher = batching.Batcher(max_batch_size=1, batch_timeout_micros=0, max_enqueued_batches=1,
+                                   num_batch_threads=1)
+        try:
+            one = np.zeros((1, 1))
+            first = asyncio.ensure_future(batcher.run("k", sig, {"x": one}, 1))
+            await asyncio.sleep(0.2)  # the first runs (blocked), the second waits in the queue
+            second = asyncio.ensure_future(batcher.run("k", sig, {"x": one}, 1))
+            await asyncio.sleep(0.2)
+            with pytest.raises(ServingError) as err:
+                await batcher.run("k", sig, {"x": one}, 1)
+            release.set()
+            await asyncio.wait_for(asyncio.gather(first, second), 5)
+            return err.value
+        finally:
+            release.set()
+            batcher.close()
+
+    err = asyncio.run(scenario())
+    assert err.code == "UNAVAILABLE" and err.http_status == 503
 
 
 def test_config_files_parse_with_tf_serving_text_format(tmp_path):
