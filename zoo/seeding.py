@@ -35,3 +35,16 @@ def normal_rows(seed, shape):
 def uniform_rows(seed, shape):
     """A uniform [0, 1) draw of ``shape`` per row: (B, *shape)."""
     return _per_row(tf.random.stateless_uniform, seed, shape)
+
+
+def training_seed(generator):
+    """A fresh stateless seed (2,) from a Keras SeedGenerator, distinct per replica.
+
+    Under a tf.distribute strategy the generator's state is mirrored, so every
+    replica would otherwise draw the same noise (a GAN's replicas would all
+    generate the same images); the replica id is folded in.
+    """
+    seed = tf.cast(generator.next(), tf.int64)
+    ctx = tf.distribute.get_replica_context()
+    replica = ctx.replica_id_in_sync_group if ctx is not None else 0
+    return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))

@@ -1,0 +1,199 @@
+"""GANs: losses, alternating updates, saving, minibatch features, strategies, mixed precision."""
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo import adversarial
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def _images(n=32, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 28, 28, 1)).astype(np.float32)
+
+
+def _tiny(**kwargs):
+    return adversarial.GAN(filters=4, latent_dim=8, **kwargs)
+
+
+def test_minimax_generator_loss_saturates_and_the_non_saturating_one_does_not():
+    # Where D confidently rejects a sample (logit -8, D(G(z)) ~ 3e-4), the
+    # minimax loss log(1 - D) gives almost no gradient; -log D gives ~1.
+    logit = tf.constant([-8.0])
+    grads = {}
+    for kind in ("minimax", "non_saturating"):
+        with tf.GradientTape() as tape:
+            tape.watch(logit)
+            loss = adversarial.generator_loss(kind, logit)
+        grads[kind] = abs(float(tape.gradient(loss, logit)[0]))
+    assert grads["minimax"] < 1e-3 and grads["non_saturating"] > 0.99, grads
+    # the discriminator's loss is the same game for both, minimised by the ideal D
+    real, fake = tf.constant([5.0]), tf.constant([-5.0])
+    assert float(adversarial.discriminator_loss("minimax", real, fake)[0]) < 0.02
+    assert float(adversarial.discriminator_loss("hinge", real, fake)[0]) == 0.0
+    assert float(adversarial.discriminator_loss("lsgan", tf.constant([1.0]), tf.constant([0.0]))[0]) == 0.0
+    with pytest.raises(ValueError, match="Unknown GAN loss"):
+        adversarial.GAN(loss="nope")
+
+
+@pytest.mark.parametrize("loss,d_steps,expected_d", [("non_saturating", None, 1), ("wgan_gp", None, 5),
+                                                     ("hinge", 2, 2), ("lsgan", 1, 1), ("minimax", 1, 1)])
+def test_train_step_alternates_d_steps_discriminator_updates_and_one_generator_update(
+        loss, d_steps, expected_d):
+    model = _tiny(loss=loss, d_steps=d_steps)
+    model.compile()
+    d_before = [w.numpy().copy() for w in model.discriminator.trainable_weights]
+    g_before = [w.numpy().copy() for w in model.generator.trainable_weights]
+    history = model.fit(tf.data.Dataset.from_tensor_slices(_images()).batch(8), verbose=0)
+    assert int(model.d_optimizer.iterations) == 4 * expected_d
+    assert int(model.g_optimizer.iterations) == 4
+    assert all(np.isfinite(v[-1]) for v in history.history.values())
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(d_before, model.discriminator.trainable_weights))
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(g_before, model.generator.trainable_weights))
+
+
+def test_saves_reloads_and_recompiles_with_both_optimizers(tmp_path):
+    model = _tiny(loss="wgan_gp", num_classes=10, minibatch="discrimination")
+    model.compile(d_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
+                  g_optimizer=keras.optimizers.Adam(3e-4, beta_1=0.0, beta_2=0.9))
+    data = {"images": _images(16), "labels": np.arange(16) % 10}
+    model.fit(tf.data.Dataset.from_tensor_slices(data).batch(8), verbose=0)
+    model.save(tmp_path / "gan.keras")
+    loaded = keras.saving.load_model(tmp_path / "gan.keras")
+    assert loaded.get_config() == model.get_config()
+    assert int(loaded.d_optimizer.iterations) == 10 and int(loaded.g_optimizer.iterations) == 2
+    assert float(loaded.g_optimizer.learning_rate) == pytest.approx(3e-4)
+    assert float(loaded.d_optimizer.beta_2) == pytest.approx(0.9)
+    for a, b in zip(model.d_optimizer.variables, loaded.d_optimizer.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy())
+    z, labels = tf.random.normal([3, 8]), tf.constant([1, 2, 3])
+    np.testing.assert_allclose(model.generate(z, labels), loaded.generate(z, labels), atol=1e-6)
+    loaded.fit(tf.data.Dataset.from_tensor_slices(data).batch(8), verbose=0)  # trains on
+    assert int(loaded.g_optimizer.iterations) == 4
+    with pytest.raises(ValueError, match="conditional"):
+        loaded.train_step(tf.constant(_images(2)))
+
+
+def test_minibatch_features_see_the_batch_but_served_scores_do_not():
+    layer = adversarial.MinibatchDiscrimination(kernels=4, dims=3)
+    same = layer(tf.ones([4, 6]))[:, 6:]
+    varied = layer(tf.constant(np.random.default_rng(0).normal(size=(4, 6)) * 10, tf.float32))[:, 6:]
+    np.testing.assert_allclose(same, 3.0, rtol=1e-5)  # three identical neighbours each
+    assert float(tf.reduce_max(varied)) < 1.0
+    std = adversarial.MinibatchStddev()(tf.constant([[[[1.0]]], [[[3.0]]]]))
+    np.testing.assert_allclose(std[..., 1], 1.0, rtol=1e-4)
+
+    for option in ("discrimination", "stddev"):
+        model = _tiny(minibatch=option)
+        images = np.random.default_rng(1).integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)
+        batch = model.serve_discriminate(tf.constant(images))["logits"].numpy()
+        alone = model.serve_discriminate(tf.constant(images[1:2]))["logits"].numpy()
+        np.testing.assert_allclose(alone[0], batch[1], rtol=1e-5)
+
+
+def test_serving_endpoints_follow_the_contract():
+    model = _tiny(num_classes=10)
+    seeds = tf.constant([[3, i] for i in range(4)], tf.int64)
+    labels = tf.constant([0, 1, 2, 3], tf.int64)
+    sample = tf.function(model.serve_sample)
+    out = sample(seeds, labels)
+    assert out["images"].dtype == tf.uint8 and out["images"].shape == (4, 28, 28, 1)
+    alone = sample(seeds[2:3], labels[2:3])
+    np.testing.assert_array_equal(alone["images"][0], out["images"][2])
+    again = model.serve_generate(out["latents"], labels)["images"]
+    np.testing.assert_array_equal(again, out["images"])
+    assert set(model.serving_endpoints()) == {"sample", "generate", "discriminate"}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label must be < 10"):
+        model.serve_sample(seeds[:1], tf.constant([10], tf.int64))
+
+
+def test_began_balances_with_k_and_saves_it(tmp_path):
+    model = adversarial.BEGAN(filters=4, latent_dim=8, gamma=0.5)
+    model.compile()
+    history = model.fit(tf.data.Dataset.from_tensor_slices(_images()).batch(8), epochs=2, verbose=0)
+    assert {"convergence", "k", "d_loss", "g_loss"} <= set(history.history)
+    assert 0.0 <= float(model.k) <= 1.0
+    model.k.assign(0.25)
+    model.save(tmp_path / "began.keras")
+    loaded = keras.saving.load_model(tmp_path / "began.keras")
+    assert float(loaded.k) == 0.25 and loaded.gamma == 0.5
+    x = tf.constant(_images(2))
+    np.testing.assert_allclose(loaded.discriminate(x), -loaded.reconstruction_error(x), rtol=1e-6)
+
+
+# Runs in a fresh process: logical CPU devices and the dtype policy are process-wide.
+STRATEGY_SCRIPT = r"""
+import sys
+import numpy as np, tensorflow as tf, keras
+sys.path.insert(0, sys.argv[1])
+from training import strategy as strategy_lib
+from zoo import adversarial
+strategy_lib.split_cpu(2)
+
+class FixedNoise(adversarial.GAN):
+    # noise and penalty mixing tied to each image, so both strategies draw the same
+    def _noise(self, real):
+        return tf.reshape(real, [tf.shape(real)[0], -1])[:, 100:100 + self.latent_dim] * 3.0
+    def _mixing(self, real):
+        return tf.reshape(tf.reduce_mean(real, axis=[1, 2, 3]), [-1, 1, 1, 1]) * 0.5 + 0.5
+
+images = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
+data = tf.data.Dataset.from_tensor_slices(images).batch(16)
+
+def step(strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(1)
+        model = FixedNoise(filters=4, latent_dim=8, loss="wgan_gp", d_steps=2)
+        model.compile(d_optimizer=keras.optimizers.SGD(0.05), g_optimizer=keras.optimizers.SGD(0.05))
+    start = [w.numpy().copy() for w in model.trainable_weights]
+    logs = model.fit(data, verbose=0).history
+    moved = max(float(np.max(np.abs(a - w.numpy()))) for a, w in zip(start, model.trainable_weights))
+    return model, logs, moved
+
+one, logs_one, moved = step(tf.distribute.get_strategy())
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+two, logs_two, _ = step(mirrored)
+assert mirrored.num_replicas_in_sync == 2
+diff = max(float(np.max(np.abs(a.numpy() - b.numpy())))
+           for a, b in zip(one.trainable_weights, two.trainable_weights))
+print("EQUIV", diff, moved, logs_one["d_loss"][0], logs_two["d_loss"][0])
+
+# per-replica noise differs under the strategy
+seeds = mirrored.run(lambda: adversarial.seeding.training_seed(two.seed_generator))
+values = [s.numpy().tolist() for s in mirrored.experimental_local_results(seeds)]
+print("SEEDS", values[0] != values[1])
+
+keras.mixed_precision.set_global_policy("mixed_float16")
+with mirrored.scope():
+    model = adversarial.GAN(filters=4, latent_dim=8, loss="wgan_gp")
+    model.compile()
+before = [w.numpy().copy() for w in model.generator.trainable_weights]
+logs = model.fit(data.unbatch().batch(8), verbose=0).history
+print("MIXED", type(model.d_optimizer).__name__, type(model.g_optimizer).__name__,
+      model.generator.layers[1].compute_dtype, model.generator.output.dtype,
+      model.generator.trainable_weights[0].dtype,
+      all(np.isfinite(v[-1]) for v in logs.values()),
+      any(not np.allclose(a, w.numpy()) for a, w in zip(before, model.generator.trainable_weights)),
+      int(model.d_optimizer.iterations.numpy()))
+"""
+
+
+def test_wgan_gp_under_mirrored_strategy_and_mixed_precision(tmp_path):
+    script = tmp_path / "strategy.py"
+    script.write_text(STRATEGY_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(ROOT)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()
+             if line.split() and line.split()[0] in ("EQUIV", "SEEDS", "MIXED")}
+    # Two critic steps with the gradient penalty's inner tape, then a generator
+    # step: the same weights whether one device takes the batch of 16 or two
+    # replicas take 8 each.
+    assert float(lines["EQUIV"][0]) < 1e-5 and float(lines["EQUIV"][1]) > 1e-3, lines["EQUIV"]
+    assert lines["SEEDS"] == ["True"]
+    assert lines["MIXED"] == ["LossScaleOptimizer", "LossScaleOptimizer", "float16", "float32",
+                              "float32", "True", "True", "10"], lines["MIXED"]

@@ -1,0 +1,502 @@
+"""The adversarial family: GANs with DCGAN networks, their losses, and BEGAN.
+
+A generator G maps noise z ~ N(0, I) (and a class label, for conditional
+models) to an image in [-1, 1]; a discriminator D scores images. Training
+alternates ``d_steps`` discriminator updates and one generator update per
+batch, each with its own optimizer, under the game
+
+    min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]
+
+or one of its variants (``GAN_LOSSES``). Images are served as uint8 0..255.
+"""
+import keras
+import tensorflow as tf
+
+from zoo import contract, seeding, steps
+
+GAN_LOSSES = ("minimax", "non_saturating", "lsgan", "wgan_gp", "hinge")
+MINIBATCH_FEATURES = ("none", "discrimination", "stddev")
+
+
+def discriminator_loss(kind, real, fake):
+    """Per-example discriminator loss from logits on real and generated images.
+
+    References:
+        minimax / non_saturating: Goodfellow et al. 2014, eq. (1) (D maximises
+        log D(x) + log(1 - D(G(z))), as softplus terms of the logits).
+        lsgan: Mao et al. 2017, eq. (2) with a = 0, b = c = 1.
+        wgan_gp: Gulrajani et al. 2017, Algorithm 1 (the penalty is added by the caller).
+        hinge: Lim & Ye 2017; Miyato et al. 2018, eq. (16).
+    """
+    if kind in ("minimax", "non_saturating"):
+        return tf.nn.softplus(-real) + tf.nn.softplus(fake)
+    if kind == "lsgan":
+        return 0.5 * (tf.square(real - 1.0) + tf.square(fake))
+    if kind == "wgan_gp":
+        return fake - real
+    if kind == "hinge":
+        return tf.nn.relu(1.0 - real) + tf.nn.relu(1.0 + fake)
+    raise ValueError(f"Unknown GAN loss {kind!r}; valid: {', '.join(GAN_LOSSES)}")
+
+
+def generator_loss(kind, fake):
+    """Per-example generator loss from the discriminator's logits on G(z).
+
+    ``minimax`` minimises log(1 - D(G(z))) = -softplus(logit), whose gradient
+    vanishes where D confidently rejects the samples (early in training);
+    ``non_saturating`` maximises log D(G(z)) instead (Goodfellow et al. 2014,
+    sec. 3), the default.
+    """
+    if kind == "minimax":
+        return -tf.nn.softplus(fake)
+    if kind == "non_saturating":
+        return tf.nn.softplus(-fake)
+    if kind == "lsgan":
+        return 0.5 * tf.square(fake - 1.0)
+    if kind in ("wgan_gp", "hinge"):
+        return -fake
+    raise ValueError(f"Unknown GAN loss {kind!r}; valid: {', '.join(GAN_LOSSES)}")
+
+
+@keras.saving.register_keras_serializable(package="genzoo")
+class MinibatchDiscrimination(keras.layers.Layer):
+    """Appends, per example, how close its features are to the rest of the batch.
+
+    M_i = f_i T (kernels x dims); c_b(i, j) = exp(-||M_i,b - M_j,b||_1);
+    o_b(i) = sum_{j != i} c_b(i, j). A generator that collapses onto a few
+    outputs makes o large, which the discriminator learns to punish.
+
+    Args:
+        kernels: B in the paper.
+        dims: C in the paper.
+
+    References:
+        Salimans et al. 2016, "Improved Techniques for Training GANs", sec. 3.2.
+    """
+
+    def __init__(self, kernels=32, dims=8, **kwargs):
+        super().__init__(**kwargs)
+        self.kernels = int(kernels)
+        self.dims = int(dims)
+
+    def build(self, input_shape):
+        self.tensor = self.add_weight(
+            name="tensor", shape=(int(input_shape[-1]), self.kernels * self.dims),
+            initializer=keras.initializers.RandomNormal(stddev=0.05))
+
+    def call(self, features):
+        m = tf.reshape(tf.matmul(features, self.tensor), [-1, self.kernels, self.dims])  # (B, K, D)
+        l1 = tf.reduce_sum(tf.abs(m[:, None] - m[None, :]), axis=-1)  # (B, B, K)
+        closeness = tf.reduce_sum(tf.exp(-l1), axis=1) - 1.0  # minus exp(0) of j = i
+        return tf.concat([features, closeness], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "kernels": self.kernels, "dims": self.dims}
+
+
+@keras.saving.register_keras_serializable(package="genzoo")
+class MinibatchStddev(keras.layers.Layer):
+    """Appends the batch's mean feature standard deviation as one more channel.
+
+    References:
+        Karras et al. 2018, "Progressive Growing of GANs", sec. 3 (one group:
+        the whole per-replica batch).
+    """
+
+    def call(self, x):
+        mean = tf.reduce_mean(x, axis=0, keepdims=True)
+        std = tf.sqrt(tf.reduce_mean(tf.square(x - mean), axis=0) + 1e-8)
+        value = tf.reduce_mean(std)
+        return tf.concat([x, tf.ones_like(x[..., :1]) * tf.cast(value, x.dtype)], axis=-1)
+
+
+def _one_hot(labels, num_classes, dtype):
+    return tf.cast(tf.one_hot(tf.cast(labels, tf.int32), num_classes), dtype)
+
+
+@keras.saving.register_keras_serializable(package="genzoo")
+class GAN(keras.Model):
+    """A GAN with DCGAN networks, trained by alternating updates.
+
+    Generator: Dense -> (s/4, s/4, 4f) -> two stride-2 transposed convolutions
+    (2f, f; batch norm, ReLU) -> 3x3 convolution -> tanh. Its batch norm is
+    synchronized across replicas, so a mirrored step equals a one-device step. Discriminator: two
+    stride-2 4x4 convolutions (f, 2f; leaky ReLU 0.2; no batch norm, which
+    the gradient penalty forbids), flatten, optional minibatch features,
+    Dense -> one logit. Conditional models feed the one-hot label to G beside
+    z and to D as constant image channels.
+
+    ``compile(d_optimizer=..., g_optimizer=...)`` takes two optimizers; each
+    batch makes ``d_steps`` discriminator updates (each with fresh noise, on the
+    same real batch) and then one generator update.
+
+    Args:
+        image_shape: (H, W, C) with H, W divisible by 4 (28 and 32 work).
+        latent_dim: size of z.
+        filters: f, the base width of both networks.
+        loss: one of GAN_LOSSES.
+        d_steps: discriminator updates per generator update (n_critic);
+            None gives 5 for wgan_gp and 1 otherwise.
+        gp_weight: lambda of the WGAN-GP gradient penalty.
+        num_classes: > 0 makes the model class-conditional.
+        minibatch: "none", "discrimination" or "stddev" (discriminator option).
+
+    References:
+        Goodfellow et al. 2014, "Generative Adversarial Nets", Algorithm 1.
+        Radford et al. 2016, "Unsupervised Representation Learning with Deep
+        Convolutional GANs" (DCGAN), sec. 3 (architecture guidelines).
+        Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", Algorithm 1.
+        Mirza & Osindero 2014, "Conditional Generative Adversarial Nets".
+    """
+
+    def __init__(self, image_shape=(28, 28, 1), latent_dim=64, filters=64, loss="non_saturating",
+                 d_steps=None, gp_weight=10.0, num_classes=0, minibatch="none", **kwargs):
+        super().__init__(**kwargs)
+        if loss not in GAN_LOSSES:
+            raise ValueError(f"Unknown GAN loss {loss!r}; valid: {', '.join(GAN_LOSSES)}")
+        if minibatch not in MINIBATCH_FEATURES:
+            raise ValueError(f"Unknown minibatch option {minibatch!r}; valid: {MINIBATCH_FEATURES}")
+        self.image_shape = tuple(int(d) for d in image_shape)
+        if self.image_shape[0] % 4 or self.image_shape[1] % 4:
+            raise ValueError(f"image height and width must be divisible by 4, got {self.image_shape}")
+        self.latent_dim = int(latent_dim)
+        self.filters = int(filters)
+        self.loss_kind = loss
+        self.d_steps = int(d_steps) if d_steps is not None else (5 if loss == "wgan_gp" else 1)
+        self.gp_weight = float(gp_weight)
+        self.num_classes = int(num_classes)
+        self.minibatch = minibatch
+        self.seed_generator = keras.random.SeedGenerator(0)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.real_tracker = keras.metrics.Mean(name="d_real")
+        self.fake_tracker = keras.metrics.Mean(name="d_fake")
+        self.generator = self._make_generator()
+        self.discriminator = self._make_discriminator()
+        self._create_state()
+        self.build()
+
+    def _create_state(self):
+        """Subclasses add their variables and trackers here (before the model is built)."""
+
+    # --------------------------------------------------------------- networks
+    def _make_generator(self):
+        h, w, c = self.image_shape
+        f = self.filters
+        z = keras.Input((self.latent_dim + self.num_classes,), name="z")
+        x = keras.layers.Dense((h // 4) * (w // 4) * 4 * f, use_bias=False)(z)
+        x = keras.layers.BatchNormalization(synchronized=True)(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.Reshape((h // 4, w // 4, 4 * f))(x)
+        for width in (2 * f, f):
+            x = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False)(x)
+            x = keras.layers.BatchNormalization(synchronized=True)(x)
+            x = keras.layers.ReLU()(x)
+        x = keras.layers.Conv2D(c, 3, padding="same")(x)
+        out = keras.layers.Activation("tanh", dtype="float32")(x)  # float32 under mixed precision
+        return keras.Model(z, out, name="generator")
+
+    def _make_discriminator(self):
+        h, w, c = self.image_shape
+        f = self.filters
+        image = keras.Input((h, w, c + self.num_classes), name="image")
+        x = image
+        for width in (f, 2 * f):
+            x = keras.layers.Conv2D(width, 4, strides=2, padding="same")(x)
+            x = keras.layers.LeakyReLU(0.2)(x)
+        if self.minibatch == "stddev":
+            x = MinibatchStddev()(x)
+        x = keras.layers.Flatten()(x)
+        if self.minibatch == "discrimination":
+            x = MinibatchDiscrimination()(x)
+        out = keras.layers.Dense(1, dtype="float32")(x)
+        return keras.Model(image, out, name="discriminator")
+
+    def generate(self, z, labels=None, training=False):
+        """Images in [-1, 1] from latents (B, latent_dim)."""
+        if self.num_classes:
+            z = tf.concat([z, _one_hot(labels, self.num_classes, z.dtype)], axis=-1)
+        return self.generator(z, training=training)
+
+    def discriminate(self, x, labels=None, training=False):
+        """Logits (B,) for images in [-1, 1]."""
+        if self.num_classes:
+            maps = _one_hot(labels, self.num_classes, x.dtype)[:, None, None, :]
+            x = tf.concat([x, tf.ones_like(x[..., :1]) * maps], axis=-1)
+        return tf.squeeze(self.discriminator(x, training=training), -1)
+
+    def call(self, z, training=False):
+        return self.generate(z, training=training)
+
+    def build(self, input_shape=None):
+        self.generator.build((None, self.latent_dim + self.num_classes))
+        self.discriminator.build((None,) + self.image_shape[:-1] + (self.image_shape[-1] + self.num_classes,))
+        self.built = True
+
+    # ---------------------------------------------------------- compilation
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """Compiles with one optimizer per player (Adam(2e-4, beta_1=0.5) by default).
+
+        Under the "mixed_float16" policy each is wrapped in a LossScaleOptimizer,
+        as Keras does for the single optimizer of ``Model.compile``.
+        """
+        kwargs.pop("optimizer", None)
+        super().compile(optimizer=None, **kwargs)
+        d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            wrap = keras.optimizers.LossScaleOptimizer
+            d_optimizer = d_optimizer if isinstance(d_optimizer, wrap) else wrap(d_optimizer)
+            g_optimizer = g_optimizer if isinstance(g_optimizer, wrap) else wrap(g_optimizer)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        # Slots now, not lazily inside the first step (a loss-scaled apply
+        # runs in a tf.cond, where creating variables fails under a strategy).
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    def get_compile_config(self):
+        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
+
+    def compile_from_config(self, config):
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape),
+                "latent_dim": self.latent_dim, "filters": self.filters, "loss": self.loss_kind,
+                "d_steps": self.d_steps, "gp_weight": self.gp_weight,
+                "num_classes": self.num_classes, "minibatch": self.minibatch}
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.real_tracker, self.fake_tracker]
+
+    # -------------------------------------------------------------- training
+    def _unpack(self, data):
+        if isinstance(data, (tuple, list)):
+            data = data[0]
+        if isinstance(data, dict):
+            return tf.cast(data["images"], tf.float32), data.get("labels")
+        if self.num_classes:
+            raise ValueError("this GAN is conditional: give {'images': ..., 'labels': ...}")
+        return tf.cast(data, tf.float32), None
+
+    def _noise(self, real):
+        """z ~ N(0, I) for a batch like ``real``, fresh per step and replica."""
+        return tf.random.stateless_normal((tf.shape(real)[0], self.latent_dim),
+                                          seeding.training_seed(self.seed_generator))
+
+    def _mixing(self, real):
+        """eps ~ U(0, 1) per image of ``real``, for the gradient penalty's interpolates."""
+        return tf.random.stateless_uniform((tf.shape(real)[0], 1, 1, 1),
+                                           seeding.training_seed(self.seed_generator))
+
+    def _gradient_penalty(self, real, fake, labels):
+        """E[(||grad_x D(x_hat)||_2 - 1)^2] at random points between real and fake images."""
+        eps = self._mixing(real)
+        mixed = eps * real + (1.0 - eps) * fake
+        with tf.GradientTape() as tape:
+            tape.watch(mixed)
+            score = self.discriminate(mixed, labels, training=True)
+        grad = tape.gradient(score, mixed)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3]) + 1e-12)
+        return tf.square(norm - 1.0)
+
+    def _d_step(self, real, labels):
+        fake = self.generate(self._noise(real), labels, training=True)
+        with tf.GradientTape() as tape:
+            d_real = self.discriminate(real, labels, training=True)
+            d_fake = self.discriminate(fake, labels, training=True)
+            per_example = discriminator_loss(self.loss_kind, d_real, d_fake)
+            if self.loss_kind == "wgan_gp":
+                per_example += self.gp_weight * self._gradient_penalty(real, fake, labels)
+            d_loss = tf.reduce_mean(per_example)
+            scaled = steps.replica_loss(self.d_optimizer, d_loss)
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
+        return d_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake)
+
+    def _g_step(self, real, labels):
+        with tf.GradientTape() as tape:
+            fake = self.generate(self._noise(real), labels, training=True)
+            g_loss = tf.reduce_mean(generator_loss(self.loss_kind,
+                                                   self.discriminate(fake, labels, training=True)))
+            scaled = steps.replica_loss(self.g_optimizer, g_loss)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
+        return g_loss
+
+    def train_step(self, data):
+        real, labels = self._unpack(data)
+        for _ in range(self.d_steps):
+            d_loss, d_real, d_fake = self._d_step(real, labels)
+        g_loss = self._g_step(real, labels)
+        return self._update(d_loss, g_loss, d_real, d_fake)
+
+    def test_step(self, data):
+        real, labels = self._unpack(data)
+        fake = self.generate(self._noise(real), labels)
+        d_real = self.discriminate(real, labels)
+        d_fake = self.discriminate(fake, labels)
+        d_loss = tf.reduce_mean(discriminator_loss(self.loss_kind, d_real, d_fake))
+        g_loss = tf.reduce_mean(generator_loss(self.loss_kind, d_fake))
+        return self._update(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake))
+
+    def _update(self, d_loss, g_loss, d_real, d_fake):
+        trackers = (self.d_loss_tracker, self.g_loss_tracker, self.real_tracker, self.fake_tracker)
+        for tracker, value in zip(trackers, (d_loss, g_loss, d_real, d_fake)):
+            tracker.update_state(value)
+        return steps.strategy_logs({t.name: t.result() for t in self.metrics})
+
+    # --------------------------------------------------------------- serving
+    def _to_uint8(self, x):
+        return tf.cast(tf.clip_by_value(tf.round((x + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+    def _check_labels(self, label):
+        return contract.check_labels(label, self.num_classes)
+
+    def serve_generate(self, latents, label=None):
+        return {"images": self._to_uint8(self.generate(latents, self._check_labels(label)))}
+
+    def serve_sample(self, seed, label=None):
+        z = seeding.normal_rows(seed, [self.latent_dim])
+        return {"images": self._to_uint8(self.generate(z, self._check_labels(label))), "latents": z}
+
+    def serve_discriminate(self, images, label=None):
+        """Logits of D, each image scored alone (minibatch features see a batch of one),
+        so a row's score does not depend on the rest of the request."""
+        x = tf.cast(images, tf.float32) / 127.5 - 1.0
+        label = self._check_labels(label)
+        if self.minibatch == "none":
+            return {"logits": self.discriminate(x, label)}
+        rows = tf.expand_dims(x, 1)  # (B, 1, H, W, C): a batch of one per row
+        if label is None:
+            logits = tf.map_fn(lambda r: self.discriminate(r), rows,
+                               fn_output_signature=tf.TensorSpec([1], tf.float32))
+        else:
+            logits = tf.map_fn(lambda a: self.discriminate(a[0], a[1]), (rows, label[:, None]),
+                               fn_output_signature=tf.TensorSpec([1], tf.float32))
+        return {"logits": tf.reshape(logits, [-1])}
+
+    def serving_endpoints(self, **options):
+        """{name: (function, input specs)}: sample (serving_default), generate, discriminate."""
+        s = contract.specs(self.image_shape, self.latent_dim)
+        cond = [s["label"]] if self.num_classes else []
+        return {
+            "sample": (self.serve_sample, [s["seed"]] + cond),
+            "generate": (self.serve_generate, [s["latents"]] + cond),
+            "discriminate": (self.serve_discriminate, [s["images"]] + cond),
+        }
+
+
+@keras.saving.register_keras_serializable(package="genzoo")
+class BEGAN(GAN):
+    """Boundary Equilibrium GAN: an autoencoder discriminator and the k_t balance term.
+
+    D reconstructs images; L(v) = mean |v - D(v)| (per image). The losses are
+    L_D = L(x) - k_t L(G(z)) and L_G = L(G(z)), and after every step
+    k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1) keeps
+    E[L(G(z))] = gamma E[L(x)]. The logged ``convergence`` is the paper's
+    M = L(x) + |gamma L(x) - L(G(z))|. ``discriminate`` returns -L(v) as
+    the logit (higher: more real).
+
+    Args:
+        gamma: the diversity ratio gamma.
+        lambda_k: the learning rate of k_t.
+        code_dim: the autoencoder's bottleneck.
+        (and GAN's arguments; ``loss``, ``minibatch`` and ``d_steps`` are fixed.)
+
+    References:
+        Berthelot et al. 2017, "BEGAN: Boundary Equilibrium Generative
+        Adversarial Networks", eq. (4) (losses and k_t) and sec. 3.4.1 (M);
+        departs from it in using the DCGAN-sized networks of ``GAN``.
+    """
+
+    def __init__(self, gamma=0.5, lambda_k=0.001, code_dim=64, **kwargs):
+        self.gamma = float(gamma)
+        self.lambda_k = float(lambda_k)
+        self.code_dim = int(code_dim)
+        for fixed in ("loss", "minibatch", "d_steps"):
+            kwargs.pop(fixed, None)
+        super().__init__(loss="non_saturating", minibatch="none", d_steps=1, **kwargs)
+
+    def _create_state(self):
+        self.k = self.add_weight(name="k_t", shape=(), initializer="zeros", trainable=False)
+        self.convergence_tracker = keras.metrics.Mean(name="convergence")
+        self.k_tracker = keras.metrics.Mean(name="k")
+
+    def _make_discriminator(self):
+        h, w, c = self.image_shape
+        f = self.filters
+        image = keras.Input((h, w, c + self.num_classes), name="image")
+        x = image
+        for width in (f, 2 * f):
+            x = keras.layers.Conv2D(width, 4, strides=2, padding="same")(x)
+            x = keras.layers.ELU()(x)
+        code = keras.layers.Dense(self.code_dim)(keras.layers.Flatten()(x))
+        x = keras.layers.Dense((h // 4) * (w // 4) * 2 * f)(code)
+        x = keras.layers.Reshape((h // 4, w // 4, 2 * f))(keras.layers.ELU()(x))
+        for width in (2 * f, f):
+            x = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same")(x)
+            x = keras.layers.ELU()(x)
+        out = keras.layers.Conv2D(c, 3, padding="same", dtype="float32")(x)
+        return keras.Model(image, out, name="discriminator")
+
+    def reconstruction_error(self, x, labels=None, training=False):
+        """L(x) = mean |x - D(x)| per image: (B,)."""
+        inputs = x
+        if self.num_classes:
+            maps = _one_hot(labels, self.num_classes, x.dtype)[:, None, None, :]
+            inputs = tf.concat([x, tf.ones_like(x[..., :1]) * maps], axis=-1)
+        rebuilt = self.discriminator(inputs, training=training)
+        return tf.reduce_mean(tf.abs(tf.cast(x, tf.float32) - rebuilt), axis=[1, 2, 3])
+
+    def discriminate(self, x, labels=None, training=False):
+        return -self.reconstruction_error(x, labels, training)
+
+    def get_config(self):
+        config = super().get_config()
+        for fixed in ("loss", "minibatch", "d_steps"):
+            config.pop(fixed)
+        return {**config, "gamma": self.gamma, "lambda_k": self.lambda_k, "code_dim": self.code_dim}
+
+    @property
+    def metrics(self):
+        return super().metrics + [self.convergence_tracker, self.k_tracker]
+
+    def train_step(self, data):
+        real, labels = self._unpack(data)
+        z = self._noise(real)
+        with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
+            fake = self.generate(z, labels, training=True)
+            loss_real = tf.reduce_mean(self.reconstruction_error(real, labels, training=True))
+            loss_fake_d = tf.reduce_mean(
+                self.reconstruction_error(tf.stop_gradient(fake), labels, training=True))
+            loss_fake_g = tf.reduce_mean(self.reconstruction_error(fake, labels, training=True))
+            d_loss = loss_real - self.k * loss_fake_d
+            g_loss = loss_fake_g
+            d_scaled = steps.replica_loss(self.d_optimizer, d_loss)
+            g_scaled = steps.replica_loss(self.g_optimizer, g_loss)
+        d_vars = self.discriminator.trainable_variables
+        g_vars = self.generator.trainable_variables
+        self.d_optimizer.apply(d_tape.gradient(d_scaled, d_vars), d_vars)
+        self.g_optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
+        balance = self.gamma * loss_real - loss_fake_g
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:  # one k_t for all replicas
+            balance = ctx.all_reduce("mean", balance)
+        self.k.assign(tf.clip_by_value(self.k + self.lambda_k * balance, 0.0, 1.0))
+        self.convergence_tracker.update_state(loss_real + tf.abs(balance))
+        self.k_tracker.update_state(self.k)
+        return self._update(d_loss, g_loss, -loss_real, -loss_fake_g)
+
+    def test_step(self, data):
+        real, labels = self._unpack(data)
+        fake = self.generate(self._noise(real), labels)
+        loss_real = tf.reduce_mean(self.reconstruction_error(real, labels))
+        loss_fake = tf.reduce_mean(self.reconstruction_error(fake, labels))
+        self.convergence_tracker.update_state(loss_real + tf.abs(self.gamma * loss_real - loss_fake))
+        self.k_tracker.update_state(self.k)
+        return self._update(loss_real - self.k * loss_fake, loss_fake, -loss_real, -loss_fake)
