@@ -23,6 +23,7 @@ class TrainConfig:
         train_examples: use only the first N training examples (None: all).
         jit_compile: XLA-compile the train step.
         optimizer: "adam" or "sgd" (sgd is for strategy-equivalence tests).
+        adam_beta_1, adam_beta_2: Adam's moment decay rates (GANs use 0.5 or 0).
         model_overrides: (name, value) pairs replacing the preset's model arguments.
     """
 
@@ -40,6 +41,8 @@ class TrainConfig:
     train_examples: int | None = None
     jit_compile: bool = False
     optimizer: str = "adam"
+    adam_beta_1: float = 0.9
+    adam_beta_2: float = 0.999
     model_overrides: tuple = ()
 
 
@@ -53,6 +56,18 @@ PRESET_DEFAULTS = {
     "vae_fashion_mnist": dict(epochs=30),
     "pixelcnn_mnist": dict(epochs=20, batch_size=64, learning_rate=1e-3),
     "pixelcnn_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=1e-3),
+    # GANs: constant learning rates; Adam as in Radford et al. 2016 (sec. 4) and
+    # Gulrajani et al. 2017 (Algorithm 1).
+    "dcgan_mnist": dict(epochs=20, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
+                        final_lr_fraction=1.0),
+    "cgan_mnist": dict(epochs=20, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
+                       final_lr_fraction=1.0),
+    "wgan_gp_fashion_mnist": dict(epochs=20, batch_size=64, learning_rate=1e-4, adam_beta_1=0.0,
+                                  adam_beta_2=0.9, final_lr_fraction=1.0),
+    "began_mnist": dict(epochs=20, batch_size=64, learning_rate=1e-4, adam_beta_1=0.5,
+                        final_lr_fraction=1.0),
+    "classifier_mnist": dict(epochs=8, batch_size=128, learning_rate=1e-3),
+    "classifier_fashion_mnist": dict(epochs=15, batch_size=128, learning_rate=1e-3),
 }
 
 

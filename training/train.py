@@ -69,16 +69,27 @@ def config_from_args(args):
     return config_lib.TrainConfig(preset=args.preset, **values)
 
 
-def _optimizer(cfg, steps_per_epoch):
+def _optimizer(cfg, updates):
+    """The run's optimizer; ``updates``: how many times it will be applied in all."""
     import keras
 
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(cfg.learning_rate)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        cfg.learning_rate, decay_steps=max(1, cfg.epochs * steps_per_epoch),
-        alpha=cfg.final_lr_fraction,
-    )
-    return keras.optimizers.Adam(schedule)
+    rate = cfg.learning_rate
+    if cfg.final_lr_fraction != 1.0:
+        rate = keras.optimizers.schedules.CosineDecay(
+            cfg.learning_rate, decay_steps=max(1, updates), alpha=cfg.final_lr_fraction)
+    return keras.optimizers.Adam(rate, beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2)
+
+
+def compile_model(model, cfg, steps_per_epoch):
+    """Compiles ``model``: one optimizer, or one per player for the adversarial family."""
+    updates = cfg.epochs * steps_per_epoch
+    if hasattr(model, "discriminator"):
+        model.compile(d_optimizer=_optimizer(cfg, updates * getattr(model, "d_steps", 1)),
+                      g_optimizer=_optimizer(cfg, updates), jit_compile=cfg.jit_compile)
+    else:
+        model.compile(optimizer=_optimizer(cfg, updates), jit_compile=cfg.jit_compile)
 
 
 def train(cfg, verbose=1):
@@ -120,7 +131,7 @@ def train(cfg, verbose=1):
 
     with strategy.scope():
         model = registry.build(cfg.preset, **dict(cfg.model_overrides))
-        model.compile(optimizer=_optimizer(cfg, steps), jit_compile=cfg.jit_compile)
+        compile_model(model, cfg, steps)
 
     record = dict(
         preset=cfg.preset,

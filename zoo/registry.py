@@ -8,7 +8,7 @@ import json
 import os
 import pathlib
 
-from zoo import autoregressive, latent
+from zoo import adversarial, autoregressive, classifier, latent
 
 KERAS_CONFIG = "keras_config.json"  # written by serving.export beside the SavedModel
 
@@ -78,6 +78,35 @@ PRESETS = {
         autoregressive.GatedPixelCNN, "fashion_mnist", "uint8",
         dict(_MNIST, filters=32, num_blocks=7, likelihood="logistic_mixture"),
         description="Gated PixelCNN with PixelCNN++'s discretized logistic mixture, 8-bit Fashion-MNIST",
+    ),
+    "dcgan_mnist": Preset(
+        adversarial.GAN, "mnist", "float11",
+        dict(_MNIST, latent_dim=64, filters=32, loss="non_saturating"),
+        description="DCGAN, non-saturating loss, MNIST",
+    ),
+    "cgan_mnist": Preset(
+        adversarial.GAN, "mnist", "float11",
+        dict(_MNIST, latent_dim=64, filters=32, loss="non_saturating", num_classes=10),
+        labels=True,
+        description="class-conditional DCGAN, MNIST",
+    ),
+    "wgan_gp_fashion_mnist": Preset(
+        adversarial.GAN, "fashion_mnist", "float11",
+        dict(_MNIST, latent_dim=64, filters=32, loss="wgan_gp", gp_weight=10.0),
+        description="WGAN-GP (5 critic steps per generator step), Fashion-MNIST",
+    ),
+    "began_mnist": Preset(
+        adversarial.BEGAN, "mnist", "float11",
+        dict(_MNIST, latent_dim=64, filters=32, gamma=0.5),
+        description="BEGAN (autoencoder discriminator, gamma 0.5), MNIST",
+    ),
+    "classifier_mnist": Preset(
+        classifier.Classifier, "mnist", "float01", dict(_MNIST, num_classes=10), labels=True,
+        description="CNN classifier: the feature space of MNIST sample metrics",
+    ),
+    "classifier_fashion_mnist": Preset(
+        classifier.Classifier, "fashion_mnist", "float01", dict(_MNIST, num_classes=10), labels=True,
+        description="CNN classifier: the feature space of Fashion-MNIST sample metrics",
     ),
 }
 

@@ -1,0 +1,105 @@
+"""Classifiers the zoo trains per dataset: the feature space of sample-quality metrics.
+
+Inception weights cannot be downloaded here, so FID, KID, precision/recall
+and mode coverage use a small CNN trained on the same data (its penultimate
+layer for features, its softmax for classes).
+"""
+import keras
+import tensorflow as tf
+
+from zoo import contract, steps
+
+
+@keras.saving.register_keras_serializable(package="genzoo")
+class Classifier(keras.Model):
+    """A CNN classifier: two conv blocks (2 x 3x3 conv, max-pool, dropout), a dense
+    feature layer, softmax over classes.
+
+    Args:
+        image_shape: (H, W, C); inputs are intensities in [0, 1].
+        num_classes: classes.
+        filters: width of the first block (the second has twice as many).
+        feature_dim: size of the feature layer (the metrics' embedding).
+        dropout: rate after each block and the feature layer.
+    """
+
+    def __init__(self, image_shape=(28, 28, 1), num_classes=10, filters=32, feature_dim=128,
+                 dropout=0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.num_classes = int(num_classes)
+        self.filters = int(filters)
+        self.feature_dim = int(feature_dim)
+        self.dropout = float(dropout)
+        layers = []
+        for width in (self.filters, 2 * self.filters):
+            layers += [keras.layers.Conv2D(width, 3, padding="same", activation="relu"),
+                       keras.layers.Conv2D(width, 3, padding="same", activation="relu"),
+                       keras.layers.MaxPooling2D(), keras.layers.Dropout(self.dropout)]
+        layers += [keras.layers.Flatten(), keras.layers.Dense(self.feature_dim, activation="relu")]
+        self.body = keras.Sequential(layers, name="features")
+        self.head = keras.Sequential([keras.layers.Dropout(self.dropout),
+                                      keras.layers.Dense(self.num_classes, dtype="float32")], name="head")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.build((None,) + self.image_shape)
+
+    def build(self, input_shape):
+        self.body.build((None,) + self.image_shape)
+        self.head.build((None, self.feature_dim))
+        self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape),
+                "num_classes": self.num_classes, "filters": self.filters,
+                "feature_dim": self.feature_dim, "dropout": self.dropout}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy]
+
+    def features(self, x, training=False):
+        """Feature vectors (B, feature_dim) of images in [0, 1]."""
+        return self.body(x, training=training)
+
+    def call(self, x, training=False):
+        """Class logits (B, num_classes)."""
+        return self.head(self.features(x, training), training=training)
+
+    def _step_values(self, data, training):
+        x, labels = tf.cast(data["images"], tf.float32), data["labels"]
+        logits = self(x, training=training)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits,
+                                                                           from_logits=True))
+        return loss, labels, logits
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, labels, logits = self._step_values(data, True)
+            scaled = steps.replica_loss(self.optimizer, loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._update(loss, labels, logits)
+
+    def test_step(self, data):
+        return self._update(*self._step_values(data, False))
+
+    def _update(self, loss, labels, logits):
+        self.loss_tracker.update_state(loss)
+        self.accuracy.update_state(labels, logits)
+        return steps.strategy_logs({m.name: m.result() for m in self.metrics})
+
+    # --------------------------------------------------------------- serving
+    def serve_classify(self, images):
+        logits = self(tf.cast(images, tf.float32) / 255.0)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits),
+                "classes": tf.argmax(logits, axis=-1)}
+
+    def serve_features(self, images):
+        return {"features": self.features(tf.cast(images, tf.float32) / 255.0)}
+
+    def serving_endpoints(self, **options):
+        """{name: (function, input specs)}: classify (serving_default), features."""
+        s = contract.specs(self.image_shape)
+        return {"classify": (self.serve_classify, [s["images"]]),
+                "features": (self.serve_features, [s["images"]])}
