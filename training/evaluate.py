@@ -6,7 +6,11 @@
 
 Latent models report the test ELBO (one posterior sample per image), the IWAE
 bound on log p(x) with k importance samples and bits per dimension;
-autoregressive models report their exact test NLL and bits per dimension. For a
+autoregressive models report their exact test NLL and bits per dimension.
+Every model that samples also gets sample-quality figures (FID, KID,
+precision/recall, mode coverage) on the features of the dataset's zoo
+classifier (``exported/classifier_<dataset>``), beside the real-data floor
+(training images against the same test images); ``--samples 0`` skips them. For a
 preset the card goes to ``exported/<preset>/MODEL_CARD.md`` and the figures to
 ``exported/<preset>/metrics.json``; for a run folder, into that folder.
 """
@@ -48,7 +52,39 @@ def exact_nll(model, dataset):
     return float(nll.mean()), float(nll.std(ddof=1) / math.sqrt(len(nll))), len(nll)
 
 
-def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=None):
+def _images(preset, split, count, data_dir):
+    """uint8 images of ``split`` in the form ``preset``'s model produces."""
+    import numpy as np
+
+    from training import data, quality
+
+    batches = data.load(preset.dataset, split, preset.form, 1000, labels=False, shuffle=False,
+                        data_dir=data_dir, take=count)
+    return quality.as_uint8(np.concatenate([b.numpy() for b in batches]), preset.form)
+
+
+def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_version=None):
+    """Sample-quality figures of ``model`` and the real-data floor, or None without a classifier."""
+    from training import quality
+    from zoo import registry
+
+    name = f"classifier_{preset.dataset}"
+    if not registry.versions(name):
+        return None
+    classifier = registry.load_keras(registry.version_path(name, classifier_version))
+    test = _images(preset, "test", None, data_dir)
+    train = _images(preset, "train", samples, data_dir)
+    drawn = quality.sample_images(model, samples, seed=seed,
+                                  num_classes=getattr(model, "num_classes", 0))
+    test_f, _ = quality.embed(classifier, test)
+    train_f, train_p = quality.embed(classifier, train)
+    drawn_f, drawn_p = quality.embed(classifier, drawn)
+    return {"classifier": str(registry.version_path(name, classifier_version)),
+            "model": quality.compare(test_f, drawn_f, drawn_p),
+            "floor": quality.compare(test_f, train_f, train_p)}
+
+
+def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=None, samples=0):
     """Returns a dict of figures for ``model`` on the test split of its preset."""
     import keras
 
@@ -78,6 +114,10 @@ def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=
         dims = math.prod(model.image_shape)
         results.update(test_nll=nll, test_nll_stderr=stderr,
                        test_bits_per_dim=nll / (dims * math.log(2.0)))
+    if samples and hasattr(model, "serve_sample"):
+        quality = sample_quality(model, preset, samples, data_dir, seed)
+        if quality is not None:
+            results["sample_quality"] = quality
     results["eval_wall_time_s"] = round(time.time() - start, 1)
     return results
 
@@ -85,11 +125,20 @@ def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=
 def _architecture(model):
     """One paragraph naming the model's parts."""
     head = f"`{type(model).__module__}.{type(model).__name__}` with {model.count_params():,} parameters: "
-    if hasattr(model, "latent_dim"):
+    if hasattr(model, "hidden_units"):
         return (head + f"MLP encoder {list(model.hidden_units)} -> "
                 + ("a deterministic " if not hasattr(model, "prior") else "diagonal Gaussian q(z|x) over a ")
                 + f"{model.latent_dim}-d code; MLP decoder {list(reversed(model.hidden_units))} "
                 f"-> {model.likelihood} pixels" + ("; prior N(0, I)." if hasattr(model, "prior") else "."))
+    if hasattr(model, "feature_dim"):
+        return (head + f"two blocks of two 3x3 convolutions ({model.filters}, {2 * model.filters} "
+                f"channels, ReLU), max-pooling and dropout {model.dropout}; a {model.feature_dim}-d "
+                f"ReLU feature layer (the sample metrics' embedding); softmax over "
+                f"{model.num_classes} classes.")
+    if hasattr(model, "discriminator"):
+        return (head + f"{type(model).__name__} with DCGAN networks ({model.filters} base channels, "
+                f"{model.latent_dim}-d z ~ N(0, I)); loss {model.loss_kind}, {model.d_steps} "
+                f"discriminator step(s) per generator step; minibatch features: {model.minibatch}.")
     if hasattr(model, "gated"):
         k = model.first_kernel_size
         return (head + f"a {k}x{k} gated block with mask A, then {model.num_blocks} gated blocks "
@@ -101,6 +150,57 @@ def _architecture(model):
     return (head + f"a {model.first_kernel_size}x{model.first_kernel_size} mask-A convolution, "
             f"{model.num_blocks} residual blocks of mask-B convolutions ({model.filters} channels), "
             f"two 1x1 mask-B layers -> {model.likelihood} pixels; naive sampling.")
+
+
+def _optimizer_text(config):
+    betas = (config.get("adam_beta_1", 0.9), config.get("adam_beta_2", 0.999))
+    text = f"Adam (betas {betas[0]}, {betas[1]}), learning rate {config['learning_rate']}"
+    if config.get("final_lr_fraction", 1.0) == 1.0:
+        return text + ", constant"
+    return text + f" cosine-decayed to {config['final_lr_fraction']} of it"
+
+
+def _serving_note(model):
+    if hasattr(model, "iwae_log_prob"):
+        return ("`log_prob` returns the IWAE bound with the k recorded in "
+                "`genzoo/export_info.json` of the version folder, with fixed noise (so it is "
+                "deterministic).")
+    if hasattr(model, "sample_naive"):
+        return ("`log_prob` is the exact log-likelihood; `complete(images, mask, seed)` keeps the "
+                "pixels where mask != 0 and samples the others in raster order.")
+    if hasattr(model, "discriminator"):
+        return ("`generate(latents)` maps z to images, `sample(seed)` draws z ~ N(0, I) per row; "
+                "`discriminate(images)` returns D's logits, each image scored alone.")
+    return "`classify` returns logits, probabilities and classes; `features` the embedding."
+
+
+def _quality_lines(quality):
+    """The model card's sample-quality table (model beside the real-data floor)."""
+    if not quality:
+        return []
+    m, f = quality["model"], quality["floor"]
+    rows = [
+        ("FID (lower is better)", f"{m['fid']:.3f}", f"{f['fid']:.3f}"),
+        ("KID x 1000 (+- std over 100 subsets of 1000)",
+         f"{1000 * m['kid']:.3f} +- {1000 * m['kid_std']:.3f}",
+         f"{1000 * f['kid']:.3f} +- {1000 * f['kid_std']:.3f}"),
+        ("precision (k = 3)", f"{m['precision']:.3f}", f"{f['precision']:.3f}"),
+        ("recall (k = 3)", f"{m['recall']:.3f}", f"{f['recall']:.3f}"),
+        ("mode coverage: KL(class histogram ‖ uniform), nats",
+         f"{m['mode_coverage']['kl_to_uniform']:.4f}", f"{f['mode_coverage']['kl_to_uniform']:.4f}"),
+        ("smallest class share", f"{m['mode_coverage']['min_class_share']:.3f}",
+         f"{f['mode_coverage']['min_class_share']:.3f}"),
+    ]
+    lines = ["## Sample quality (zoo classifier features)", "",
+             f"{m['samples']} samples (seeds (0, i)) against the {m['reference']} test images, on "
+             f"the features of `{quality['classifier']}`; the floor compares {f['samples']} "
+             "training images with the same test images (Heusel et al. 2017 FID; Bińkowski et "
+             "al. 2018 KID; Kynkäänniemi et al. 2019 precision/recall).", "",
+             "| metric | model | real-data floor |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines += ["", "Class histogram of samples: " + ", ".join(
+        f"{i}: {share:.3f}" for i, share in enumerate(m["mode_coverage"]["histogram"])), ""]
+    return lines
 
 
 def _fmt(value, digits=2):
@@ -134,9 +234,8 @@ def model_card(name, model, preset, results, train_info, command, version=None):
         lines += [
             f"- Command: `{train_info.get('command', '?')}`",
             f"- Epochs: {train_info.get('epochs_done')}; batch size "
-            f"{train_info['config']['batch_size']}; Adam, learning rate "
-            f"{train_info['config']['learning_rate']} cosine-decayed to "
-            f"{train_info['config']['final_lr_fraction']} of it; seed {train_info['config']['seed']}",
+            f"{train_info['config']['batch_size']}; {_optimizer_text(train_info['config'])}; "
+            f"seed {train_info['config']['seed']}",
             f"- Strategy: {train_info['config']['strategy']} ({train_info.get('replicas')} replica(s))",
             "- The test set served only as the per-epoch validation curve: no early stopping, "
             "no model selection; the model is the one after the last epoch.",
@@ -161,6 +260,9 @@ def model_card(name, model, preset, results, train_info, command, version=None):
     if "test_reconstruction" in results:
         lines += [f"| reconstruction -log p(x\\|z) (nats/image) | "
                   f"{_fmt(results['test_reconstruction'])} | one posterior sample per image |"]
+    if "test_accuracy" in results:
+        lines += [f"| accuracy | {100 * results['test_accuracy']:.2f}% | argmax of the softmax |",
+                  f"| cross-entropy (nats) | {results['test_loss']:.4f} | |"]
     if "test_nll" in results:
         dims = math.prod(model.image_shape)
         lines += [
@@ -191,6 +293,7 @@ def model_card(name, model, preset, results, train_info, command, version=None):
             "see its card.",
             "",
         ]
+    lines += _quality_lines(results.get("sample_quality"))
     pictures = pathlib.Path("docs") / "images" / name
     if (pathlib.Path(__file__).resolve().parent.parent / pictures).is_dir():
         lines += ["## Pictures", "",
@@ -207,13 +310,8 @@ def model_card(name, model, preset, results, train_info, command, version=None):
     lines += [
         "## Serving", "",
         "Signatures (uint8 NHWC images, int64 (B, 2) seeds, see DESIGN.md): "
-        + ", ".join(f"`{n}`" for n in model.serving_endpoints()) + "; `sample` is also "
-        "`serving_default`. "
-        + ("`log_prob` returns the IWAE bound with the k recorded in "
-           "`genzoo/export_info.json` of the version folder, with fixed noise (so it is deterministic)."
-           if hasattr(model, "latent_dim") else
-           "`log_prob` is the exact log-likelihood; `complete(images, mask, seed)` keeps the "
-           "pixels where mask != 0 and samples the others in raster order."),
+        + ", ".join(f"`{n}`" for n in model.serving_endpoints()) + "; the first is also "
+        "`serving_default`. " + _serving_note(model),
         "",
     ]
     return "\n".join(lines)
@@ -227,6 +325,8 @@ def main(argv=None):
     p.add_argument("--batch_size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--take", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--samples", type=int, default=10000,
+                   help="samples for FID/KID/precision/recall/mode coverage (0: skip)")
     p.add_argument("--data_dir")
     p.add_argument("--card", help="where to write the model card")
     p.add_argument("--rerender", action="store_true",
@@ -260,7 +360,7 @@ def main(argv=None):
                                  f"{results.get('version')}, not {version}")
         else:
             results = evaluate(model, preset, args.k, args.batch_size, args.data_dir, args.seed,
-                               args.take)
+                               args.take, args.samples)
     except (FileNotFoundError, ValueError, KeyError, data.DataUnavailableError) as err:
         sys.exit(f"error: {err}")
     train_info = json.loads(info_path.read_text()) if info_path.exists() else None

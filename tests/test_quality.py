@@ -1,0 +1,47 @@
+"""Sample-quality metrics on known distributions."""
+import numpy as np
+import pytest
+
+from training import quality
+
+
+def _gauss(n, d=8, shift=0.0, scale=1.0, seed=0):
+    return np.random.default_rng(seed).normal(shift, scale, (n, d))
+
+
+def test_fid_matches_the_closed_form_for_gaussians():
+    a, b = _gauss(20000, seed=0), _gauss(20000, seed=1)
+    assert quality.fid(a, b) < 0.01
+    # means 2 apart in every one of 8 dims, same covariance: FID = 8 * 4
+    assert quality.fid(a, _gauss(20000, shift=2.0, seed=2)) == pytest.approx(32.0, rel=0.02)
+    # covariance 4 I against I: Tr(I + 4I - 2 * 2I) = 8 * 1
+    assert quality.fid(a, _gauss(20000, scale=2.0, seed=3)) == pytest.approx(8.0, rel=0.03)
+
+
+def test_kid_is_unbiased_near_zero_and_grows_with_the_gap():
+    a, b = _gauss(3000, seed=0), _gauss(3000, seed=1)
+    same, spread = quality.kid(a, b, subsets=20, subset_size=500)
+    assert abs(same) < 3 * spread + 1e-3
+    far, _ = quality.kid(a, _gauss(3000, shift=1.0, seed=2), subsets=20, subset_size=500)
+    assert far > 0.5
+
+
+def test_precision_and_recall_separate_quality_from_coverage():
+    real = _gauss(2000, d=2, seed=0)
+    assert quality.precision_recall(real, _gauss(2000, d=2, seed=1)) > (0.9, 0.9)
+    # samples piled on one corner of the data: precise but with poor recall
+    collapsed = _gauss(2000, d=2, shift=1.0, scale=0.1, seed=2)
+    precision, recall = quality.precision_recall(real, collapsed)
+    assert precision > 0.9 and recall < 0.2
+    # samples off the data: neither
+    precision, recall = quality.precision_recall(real, _gauss(2000, d=2, shift=20.0, seed=3))
+    assert precision == 0.0 and recall == 0.0
+
+
+def test_mode_coverage():
+    even = np.eye(10)[np.arange(1000) % 10]
+    report = quality.mode_coverage(even)
+    assert report["kl_to_uniform"] == pytest.approx(0.0, abs=1e-9)
+    assert report["classes_covered"] == 10 and report["min_class_share"] == pytest.approx(0.1)
+    one = quality.mode_coverage(np.eye(10)[np.zeros(100, int)])
+    assert one["kl_to_uniform"] == pytest.approx(np.log(10)) and one["classes_covered"] == 1
