@@ -131,7 +131,8 @@ class GAN(keras.Model):
     same real batch) and then one generator update.
 
     Args:
-        image_shape: (H, W, C) with H, W divisible by 4 (28 and 32 work).
+        image_shape: (H, W, C) with H, W divisible by 4 (28 and 32 work); for
+            ``architecture="mlp"``, (D,): points in D dimensions.
         latent_dim: size of z.
         filters: f, the base width of both networks.
         loss: one of GAN_LOSSES.
@@ -140,6 +141,10 @@ class GAN(keras.Model):
         gp_weight: lambda of the WGAN-GP gradient penalty.
         num_classes: > 0 makes the model class-conditional.
         minibatch: "none", "discrimination" or "stddev" (discriminator option).
+        architecture: "dcgan", or "mlp" (two ReLU layers of ``filters`` units in
+            each network, for low-dimensional toy data such as the ring of
+            Gaussians; not exported).
+        seed: seeds the training noise (z and the penalty's interpolation).
 
     References:
         Goodfellow et al. 2014, "Generative Adversarial Nets", Algorithm 1.
@@ -150,14 +155,21 @@ class GAN(keras.Model):
     """
 
     def __init__(self, image_shape=(28, 28, 1), latent_dim=64, filters=64, loss="non_saturating",
-                 d_steps=None, gp_weight=10.0, num_classes=0, minibatch="none", **kwargs):
+                 d_steps=None, gp_weight=10.0, num_classes=0, minibatch="none", architecture="dcgan",
+                 seed=0, **kwargs):
         super().__init__(**kwargs)
         if loss not in GAN_LOSSES:
             raise ValueError(f"Unknown GAN loss {loss!r}; valid: {', '.join(GAN_LOSSES)}")
         if minibatch not in MINIBATCH_FEATURES:
             raise ValueError(f"Unknown minibatch option {minibatch!r}; valid: {MINIBATCH_FEATURES}")
+        if architecture not in ("dcgan", "mlp"):
+            raise ValueError(f"architecture must be 'dcgan' or 'mlp', got {architecture!r}")
+        self.architecture = architecture
         self.image_shape = tuple(int(d) for d in image_shape)
-        if self.image_shape[0] % 4 or self.image_shape[1] % 4:
+        if architecture == "mlp" and len(self.image_shape) != 1:
+            raise ValueError(f"the mlp architecture takes vectors, shape (D,); got {self.image_shape}")
+        if architecture == "dcgan" and (len(self.image_shape) != 3 or self.image_shape[0] % 4
+                                        or self.image_shape[1] % 4):
             raise ValueError(f"image height and width must be divisible by 4, got {self.image_shape}")
         self.latent_dim = int(latent_dim)
         self.filters = int(filters)
@@ -166,7 +178,8 @@ class GAN(keras.Model):
         self.gp_weight = float(gp_weight)
         self.num_classes = int(num_classes)
         self.minibatch = minibatch
-        self.seed_generator = keras.random.SeedGenerator(0)
+        self.seed = int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.real_tracker = keras.metrics.Mean(name="d_real")
@@ -180,7 +193,19 @@ class GAN(keras.Model):
         """Subclasses add their variables and trackers here (before the model is built)."""
 
     # --------------------------------------------------------------- networks
+    def _make_mlp(self, inputs, outputs, name, minibatch=False):
+        x = inp = keras.Input((inputs,))
+        for _ in range(2):
+            x = keras.layers.Dense(self.filters, activation="relu")(x)
+        if minibatch and self.minibatch == "discrimination":
+            x = MinibatchDiscrimination()(x)
+        elif minibatch and self.minibatch == "stddev":
+            x = MinibatchStddev()(x)
+        return keras.Model(inp, keras.layers.Dense(outputs, dtype="float32")(x), name=name)
+
     def _make_generator(self):
+        if self.architecture == "mlp":
+            return self._make_mlp(self.latent_dim + self.num_classes, self.image_shape[0], "generator")
         h, w, c = self.image_shape
         f = self.filters
         z = keras.Input((self.latent_dim + self.num_classes,), name="z")
@@ -197,6 +222,8 @@ class GAN(keras.Model):
         return keras.Model(z, out, name="generator")
 
     def _make_discriminator(self):
+        if self.architecture == "mlp":
+            return self._make_mlp(self.image_shape[0] + self.num_classes, 1, "discriminator", True)
         h, w, c = self.image_shape
         f = self.filters
         image = keras.Input((h, w, c + self.num_classes), name="image")
@@ -221,8 +248,10 @@ class GAN(keras.Model):
     def discriminate(self, x, labels=None, training=False):
         """Logits (B,) for images in [-1, 1]."""
         if self.num_classes:
-            maps = _one_hot(labels, self.num_classes, x.dtype)[:, None, None, :]
-            x = tf.concat([x, tf.ones_like(x[..., :1]) * maps], axis=-1)
+            onehot = _one_hot(labels, self.num_classes, x.dtype)
+            if self.architecture == "dcgan":
+                onehot = tf.ones_like(x[..., :1]) * onehot[:, None, None, :]
+            x = tf.concat([x, onehot], axis=-1)
         return tf.squeeze(self.discriminator(x, training=training), -1)
 
     def call(self, z, training=False):
@@ -267,7 +296,8 @@ class GAN(keras.Model):
         return {**super().get_config(), "image_shape": list(self.image_shape),
                 "latent_dim": self.latent_dim, "filters": self.filters, "loss": self.loss_kind,
                 "d_steps": self.d_steps, "gp_weight": self.gp_weight,
-                "num_classes": self.num_classes, "minibatch": self.minibatch}
+                "num_classes": self.num_classes, "minibatch": self.minibatch,
+                "architecture": self.architecture, "seed": self.seed}
 
     @property
     def metrics(self):
@@ -290,7 +320,8 @@ class GAN(keras.Model):
 
     def _mixing(self, real):
         """eps ~ U(0, 1) per image of ``real``, for the gradient penalty's interpolates."""
-        return tf.random.stateless_uniform((tf.shape(real)[0], 1, 1, 1),
+        shape = tf.concat([tf.shape(real)[:1], tf.ones([tf.rank(real) - 1], tf.int32)], 0)
+        return tf.random.stateless_uniform(shape,
                                            seeding.training_seed(self.seed_generator))
 
     def _gradient_penalty(self, real, fake, labels):
@@ -301,7 +332,7 @@ class GAN(keras.Model):
             tape.watch(mixed)
             score = self.discriminate(mixed, labels, training=True)
         grad = tape.gradient(score, mixed)
-        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3]) + 1e-12)
+        norm = tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grad), [tf.shape(grad)[0], -1]), 1) + 1e-12)
         return tf.square(norm - 1.0)
 
     def _d_step(self, real, labels):
