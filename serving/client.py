@@ -52,6 +52,7 @@ class Client:
 
             self.session = requests.Session()
             self.base = f"http://{host}:{rest_port}/v1/models"
+            self._output_names = {}
 
     def predict(self, model, signature="serving_default", version=None, version_label=None,
                 **inputs):
@@ -101,9 +102,17 @@ class Client:
         if reply.status_code != 200:
             raise ServerError(reply.status_code, doc.get("error", reply.text))
         outputs = doc["outputs"]
-        if not isinstance(outputs, dict):  # a lone output comes back bare
-            outputs = {"output": outputs}
+        if not isinstance(outputs, dict):  # a lone output comes back bare: name it
+            outputs = {self._lone_output(model, signature, version): outputs}
         return {k: np.asarray(v) for k, v in outputs.items()}
+
+    def _lone_output(self, model, signature, version):
+        """The name of a signature's only output, from the model's metadata (cached)."""
+        key = (model, signature, version)
+        if key not in self._output_names:
+            defs = self.metadata(model, version)["metadata"]["signature_def"]["signature_def"]
+            self._output_names[key] = next(iter(defs[signature or "serving_default"]["outputs"]))
+        return self._output_names[key]
 
     def metadata(self, model, version=None):
         """The model's signature defs as a dict (REST) or GetModelMetadataResponse (gRPC)."""

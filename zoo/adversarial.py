@@ -285,6 +285,8 @@ class GAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
 
     def get_compile_config(self):
+        if getattr(self, "d_optimizer", None) is None:  # not compiled
+            return None
         return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
                 "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
 
