@@ -182,8 +182,8 @@ def _quality_lines(quality):
     rows = [
         ("FID (lower is better)", f"{m['fid']:.3f}", f"{f['fid']:.3f}"),
         ("KID x 1000 (+- std over 100 subsets of 1000)",
-         f"{1000 * m['kid']:.3f} +- {1000 * m['kid_std']:.3f}",
-         f"{1000 * f['kid']:.3f} +- {1000 * f['kid_std']:.3f}"),
+         f"{m['kid']:.3f} +- {1000 * m['kid_std']:.3f}",
+         f"{f['kid']:.3f} +- {1000 * f['kid_std']:.3f}"),
         ("precision (k = 3)", f"{m['precision']:.3f}", f"{f['precision']:.3f}"),
         ("recall (k = 3)", f"{m['recall']:.3f}", f"{f['recall']:.3f}"),
         ("mode coverage: KL(class histogram ‖ uniform), nats",
@@ -224,7 +224,12 @@ def model_card(name, model, preset, results, train_info, command, version=None):
             "",
         ]
     else:
-        lines += [f"{preset.dataset} from TensorFlow Datasets, 8-bit pixels (0..255).", ""]
+        scale = {"uint8": "the 8-bit values 0..255 as they are",
+                 "float01": "intensity / 255, in [0, 1]",
+                 "float11": "intensity / 127.5 - 1, in [-1, 1]"}[preset.form]
+        lines += [f"{preset.dataset} from TensorFlow Datasets (60,000 training, 10,000 test "
+                  f"images, 28x28), 8-bit pixels; the model reads {scale}. Served images are "
+                  "uint8 0..255.", ""]
     config = model.get_config()
     keep = {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}
     lines += ["## Architecture", "", _architecture(model) + f" Config: `{json.dumps(keep)}`.", ""]
