@@ -181,7 +181,7 @@ def _quality_lines(quality):
     m, f = quality["model"], quality["floor"]
     rows = [
         ("FID (lower is better)", f"{m['fid']:.3f}", f"{f['fid']:.3f}"),
-        ("KID x 1000 (+- std over 100 subsets of 1000)",
+        ("KID (+- std over 100 subsets of 1000)",
          f"{m['kid']:.3f} +- {m['kid_std']:.3f}",
          f"{f['kid']:.3f} +- {f['kid_std']:.3f}"),
         ("precision (k = 3)", f"{m['precision']:.3f}", f"{f['precision']:.3f}"),
