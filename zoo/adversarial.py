@@ -221,16 +221,20 @@ class GAN(keras.Model):
         out = keras.layers.Activation("tanh", dtype="float32")(x)  # float32 under mixed precision
         return keras.Model(z, out, name="generator")
 
+    def _conv_stack(self, activation):
+        """D's input (image and label maps) and two stride-2 4x4 convolutions (f, 2f)."""
+        h, w, c = self.image_shape
+        image = keras.Input((h, w, c + self.num_classes), name="image")
+        x = image
+        for width in (self.filters, 2 * self.filters):
+            x = keras.layers.Conv2D(width, 4, strides=2, padding="same")(x)
+            x = activation()(x)
+        return image, x
+
     def _make_discriminator(self):
         if self.architecture == "mlp":
             return self._make_mlp(self.image_shape[0] + self.num_classes, 1, "discriminator", True)
-        h, w, c = self.image_shape
-        f = self.filters
-        image = keras.Input((h, w, c + self.num_classes), name="image")
-        x = image
-        for width in (f, 2 * f):
-            x = keras.layers.Conv2D(width, 4, strides=2, padding="same")(x)
-            x = keras.layers.LeakyReLU(0.2)(x)
+        image, x = self._conv_stack(lambda: keras.layers.LeakyReLU(0.2))
         if self.minibatch == "stddev":
             x = MinibatchStddev()(x)
         x = keras.layers.Flatten()(x)
@@ -247,12 +251,16 @@ class GAN(keras.Model):
 
     def discriminate(self, x, labels=None, training=False):
         """Logits (B,) for images in [-1, 1]."""
-        if self.num_classes:
-            onehot = _one_hot(labels, self.num_classes, x.dtype)
-            if self.architecture == "dcgan":
-                onehot = tf.ones_like(x[..., :1]) * onehot[:, None, None, :]
-            x = tf.concat([x, onehot], axis=-1)
-        return tf.squeeze(self.discriminator(x, training=training), -1)
+        return tf.squeeze(self.discriminator(self._with_label(x, labels), training=training), -1)
+
+    def _with_label(self, x, labels):
+        """D's input: ``x`` with the one-hot label appended (as constant maps for images)."""
+        if not self.num_classes:
+            return x
+        onehot = _one_hot(labels, self.num_classes, x.dtype)
+        if self.architecture == "dcgan":
+            onehot = tf.ones_like(x[..., :1]) * onehot[:, None, None, :]
+        return tf.concat([x, onehot], axis=-1)
 
     def call(self, z, training=False):
         return self.generate(z, training=training)
@@ -463,11 +471,7 @@ class BEGAN(GAN):
     def _make_discriminator(self):
         h, w, c = self.image_shape
         f = self.filters
-        image = keras.Input((h, w, c + self.num_classes), name="image")
-        x = image
-        for width in (f, 2 * f):
-            x = keras.layers.Conv2D(width, 4, strides=2, padding="same")(x)
-            x = keras.layers.ELU()(x)
+        image, x = self._conv_stack(keras.layers.ELU)
         code = keras.layers.Dense(self.code_dim)(keras.layers.Flatten()(x))
         x = keras.layers.Dense((h // 4) * (w // 4) * 2 * f)(code)
         x = keras.layers.Reshape((h // 4, w // 4, 2 * f))(keras.layers.ELU()(x))
@@ -479,11 +483,7 @@ class BEGAN(GAN):
 
     def reconstruction_error(self, x, labels=None, training=False):
         """L(x) = mean |x - D(x)| per image: (B,)."""
-        inputs = x
-        if self.num_classes:
-            maps = _one_hot(labels, self.num_classes, x.dtype)[:, None, None, :]
-            inputs = tf.concat([x, tf.ones_like(x[..., :1]) * maps], axis=-1)
-        rebuilt = self.discriminator(inputs, training=training)
+        rebuilt = self.discriminator(self._with_label(x, labels), training=training)
         return tf.reduce_mean(tf.abs(tf.cast(x, tf.float32) - rebuilt), axis=[1, 2, 3])
 
     def discriminate(self, x, labels=None, training=False):
