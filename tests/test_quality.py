@@ -45,3 +45,20 @@ def test_mode_coverage():
     assert report["classes_covered"] == 10 and report["min_class_share"] == pytest.approx(0.1)
     one = quality.mode_coverage(np.eye(10)[np.zeros(100, int)])
     assert one["kl_to_uniform"] == pytest.approx(np.log(10)) and one["classes_covered"] == 1
+
+
+@pytest.mark.skipif(not __import__("zoo.registry").registry.versions("classifier_mnist"),
+                    reason="needs the exported classifier_mnist")
+def test_sample_quality_of_a_model_against_the_floor():
+    from training import evaluate
+    from zoo import registry
+
+    model = registry.build("dcgan_mnist", filters=4, latent_dim=8)  # untrained: noise
+    result = evaluate.sample_quality(model, registry.get_preset("dcgan_mnist"), samples=300)
+    model_q, floor = result["model"], result["floor"]
+    assert model_q["samples"] == floor["samples"] == 300 and model_q["reference"] == 10000
+    # real digits sit far closer to the test set than an untrained generator's output
+    assert floor["fid"] < model_q["fid"] / 10
+    # its near-identical grey images cover none of the data's variety
+    assert floor["recall"] > 0.5 > model_q["recall"]
+    assert floor["mode_coverage"]["classes_covered"] == 10

@@ -59,7 +59,7 @@ def _images(preset, split, count, data_dir):
     from training import data, quality
 
     batches = data.load(preset.dataset, split, preset.form, 1000, labels=False, shuffle=False,
-                        data_dir=data_dir, take=count)
+                        data_dir=data_dir, take=count, drop_remainder=False)
     return quality.as_uint8(np.concatenate([b.numpy() for b in batches]), preset.form)
 
 
