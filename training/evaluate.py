@@ -306,7 +306,7 @@ def model_card(name, model, preset, results, train_info, command, version=None):
         for png, caption in [("samples.png", "samples"),
                              ("sample_means.png", "their means E[x|z]"),
                              ("reconstructions.png", "test digits (odd columns) and reconstructions"),
-                             ("interpolation.png", "decoded straight lines between test codes"),
+                             ("interpolation.png", "images along straight lines in the latent space"),
                              ("manifold.png", "the 2-d latent space over Gaussian quantiles"),
                              ("completions.png", "occluded test digits (bottom half hidden) and "
                               "completions sampled from the model")]:

@@ -10,7 +10,9 @@ straight lines between the posterior means of test images) and, for a 2-D
 latent, ``manifold.png`` (decoder means over a grid of Gaussian quantiles, as
 in Kingma & Welling 2014, fig. 4). For autoregressive models: ``samples.png``
 and ``completions.png`` (per row: a test image as the model sees it, its top
-half with the bottom hidden (grey), then completions from three seeds).
+half with the bottom hidden (grey), then completions from three seeds). For
+GANs: ``samples.png`` (a class per row for conditional ones) and
+``interpolation.png`` (generated images along straight lines in z).
 """
 import argparse
 import os
@@ -66,10 +68,34 @@ def autoregressive_pictures(model, preset, out, data_dir=None, scale=3, rows=8, 
     return written
 
 
+def adversarial_pictures(model, out, scale=3, steps=10):
+    """samples.png (a class per row for conditional models) and interpolation.png
+    (generated along straight lines between latents); returns their paths."""
+    import numpy as np
+    import tensorflow as tf
+
+    from training.images import grid, save_png
+
+    out = pathlib.Path(out)
+    classes = getattr(model, "num_classes", 0)
+    label = [tf.range(80 if classes else 64, dtype=tf.int64) // 8 % classes] if classes else []
+    drawn = tf.function(model.serve_sample)(_seeds(80 if classes else 64), *label)
+    written = [save_png(grid(drawn["images"].numpy(), 8), out / "samples.png", scale)]
+    ends = tf.random.stateless_normal([16, model.latent_dim], seed=[0, 7]).numpy()
+    t = np.linspace(0.0, 1.0, steps)[None, :, None]
+    line = (ends[0::2, None] * (1 - t) + ends[1::2, None] * t).reshape(-1, model.latent_dim)
+    line_label = [tf.repeat(tf.range(8, dtype=tf.int64) % classes, steps)] if classes else []
+    images = model.serve_generate(tf.constant(line, tf.float32), *line_label)["images"].numpy()
+    written.append(save_png(grid(images, steps), out / "interpolation.png", scale))
+    return written
+
+
 def make_pictures(model, preset, out, data_dir=None, scale=3):
     """Writes the PNGs for ``model`` into ``out``; returns their paths."""
     if hasattr(model, "serve_complete"):
         return autoregressive_pictures(model, preset, out, data_dir, scale)
+    if hasattr(model, "serve_generate"):
+        return adversarial_pictures(model, out, scale)
     import numpy as np
     import tensorflow as tf
 
