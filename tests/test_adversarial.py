@@ -95,6 +95,15 @@ def test_minibatch_features_see_the_batch_but_served_scores_do_not():
         np.testing.assert_allclose(alone[0], batch[1], rtol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_dcgan_networks_fit_28_and_32_pixel_images(shape):
+    model = adversarial.GAN(image_shape=shape, filters=4, latent_dim=8)
+    assert model.generate(tf.zeros([2, 8])).shape == (2,) + shape
+    assert model.discriminate(tf.zeros((2,) + shape)).shape == (2,)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        adversarial.GAN(image_shape=(30, 30, 1))
+
+
 def test_serving_endpoints_follow_the_contract():
     model = _tiny(num_classes=10)
     seeds = tf.constant([[3, i] for i in range(4)], tf.int64)
