@@ -25,6 +25,14 @@ def test_forms(dataset, form, low, high):
         assert set(np.unique(x)) == {0.0, 1.0}
 
 
+def test_mnist_and_fashion_mnist_are_different_data():
+    # Both ship archives with the same names; a shared TFDS extraction cache
+    # once gave Fashion-MNIST the digits.
+    digits = next(iter(data.load("mnist", "test", "uint8", 500, take=500))).numpy()
+    clothes = next(iter(data.load("fashion_mnist", "test", "uint8", 500, take=500))).numpy()
+    assert digits.mean() < 45 < 60 < clothes.mean()  # MNIST ~33, Fashion-MNIST ~73
+
+
 def test_labels_and_split_sizes():
     batch = next(iter(data.load("mnist", "test", "float01", 10, labels=True, take=10)))
     assert set(batch) == {"images", "labels"} and batch["labels"].shape == (10,)

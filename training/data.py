@@ -93,8 +93,12 @@ def builder(dataset, data_dir=None):
     if manual is None and not _can_download():
         raise _unavailable(dataset, f"it is not prepared and {DOWNLOAD_HOST[0]} cannot be reached.")
     config = tfds.download.DownloadConfig(manual_dir=str(manual) if manual else None)
+    # MNIST and Fashion-MNIST name their archives alike, and TFDS keys its
+    # extraction cache by file name: a shared download folder would hand the
+    # second data set the first one's images. One folder per data set.
+    downloads = pathlib.Path(b.data_dir_root) / "downloads" / dataset
     try:
-        b.download_and_prepare(download_config=config)
+        b.download_and_prepare(download_dir=str(downloads), download_config=config)
     except Exception as err:  # network errors come in many types
         raise _unavailable(dataset, f"{type(err).__name__}: {err}") from err
     return b
