@@ -325,14 +325,17 @@ class GAN(keras.Model):
 
     def _noise(self, real):
         """z ~ N(0, I) for a batch like ``real``, fresh per step and replica."""
-        return tf.random.stateless_normal((tf.shape(real)[0], self.latent_dim),
-                                          seeding.training_seed(self.seed_generator))
+        return tf.random.stateless_normal((tf.shape(real)[0], self.latent_dim), self._seed())
 
     def _mixing(self, real):
         """eps ~ U(0, 1) per image of ``real``, for the gradient penalty's interpolates."""
         shape = tf.concat([tf.shape(real)[:1], tf.ones([tf.rank(real) - 1], tf.int32)], 0)
-        return tf.random.stateless_uniform(shape,
-                                           seeding.training_seed(self.seed_generator))
+        return tf.random.stateless_uniform(shape, self._seed())
+
+    def _seed(self):
+        optimizer = getattr(self, "d_optimizer", None)
+        return seeding.training_seed(self.seed_generator,
+                                     optimizer.iterations if optimizer is not None else None)
 
     def _gradient_penalty(self, real, fake, labels):
         """E[(||grad_x D(x_hat)||_2 - 1)^2] at random points between real and fake images."""
