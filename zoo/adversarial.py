@@ -315,13 +315,7 @@ class GAN(keras.Model):
 
     # -------------------------------------------------------------- training
     def _unpack(self, data):
-        if isinstance(data, (tuple, list)):
-            data = data[0]
-        if isinstance(data, dict):
-            return tf.cast(data["images"], tf.float32), data.get("labels")
-        if self.num_classes:
-            raise ValueError("this GAN is conditional: give {'images': ..., 'labels': ...}")
-        return tf.cast(data, tf.float32), None
+        return steps.unpack(data, self.num_classes, type(self).__name__)
 
     def _noise(self, real):
         """z ~ N(0, I) for a batch like ``real``, fresh per step and replica."""

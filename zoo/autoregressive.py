@@ -126,14 +126,7 @@ class _Autoregressive(keras.Model):
 
     def _split(self, inputs):
         """(x, labels) from images or {"images", "labels"}."""
-        if isinstance(inputs, (tuple, list)):
-            inputs = inputs[0]
-        if isinstance(inputs, dict):
-            return tf.cast(inputs["images"], tf.float32), inputs.get("labels")
-        if self.num_classes:
-            raise ValueError(f"{type(self).__name__} is conditional: give "
-                             "{'images': ..., 'labels': ...}")
-        return tf.cast(inputs, tf.float32), None
+        return steps.unpack(inputs, self.num_classes, type(self).__name__)
 
     def call(self, inputs, training=False):
         """Likelihood parameters of every pixel given the pixels before it: (B, H, W, C*P)."""

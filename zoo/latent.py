@@ -91,19 +91,7 @@ class _LatentModel(keras.Model):
     # ----------------------------------------------------------------- data
     def unpack(self, data):
         """Returns (x, labels) from a tensor, a dict or a Keras (x, y) tuple."""
-        if isinstance(data, (tuple, list)):
-            data = data[0]
-        labels = None
-        if isinstance(data, dict):
-            x, labels = data["images"], data.get("labels")
-        else:
-            x = data
-        if self.num_classes and labels is None:
-            raise ValueError(
-                f"{type(self).__name__} is conditional: give "
-                '{"images": ..., "labels": ...}'
-            )
-        return tf.cast(x, tf.float32), labels
+        return steps.unpack(data, self.num_classes, type(self).__name__)
 
     def _with_labels(self, h, labels):
         if not self.num_classes:

@@ -20,3 +20,21 @@ def strategy_logs(logs):
     if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
         return {name: tf.reshape(v, [1]) for name, v in logs.items()}
     return logs
+
+
+def unpack(data, num_classes, model_name):
+    """(images as float32, labels or None) from a tensor, a dict or a Keras (x, y) tuple.
+
+    A conditional model (``num_classes`` > 0) needs {"images": ..., "labels": ...}.
+    """
+    if isinstance(data, (tuple, list)):
+        data = data[0]
+    labels = None
+    if isinstance(data, dict):
+        x, labels = data["images"], data.get("labels")
+    else:
+        x = data
+    if num_classes and labels is None:
+        raise ValueError(f"{model_name} is conditional: give "
+                         '{"images": ..., "labels": ...}')
+    return tf.cast(x, tf.float32), labels
