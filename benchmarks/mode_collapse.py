@@ -88,6 +88,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5000, help="training steps (batches) per run")
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="comma-separated subset of: " + ", ".join(VARIANTS))
     p.add_argument("--out", default=str(ROOT / "docs" / "images" / "mode_collapse.png"))
     args = p.parse_args(argv)
 
@@ -97,11 +99,15 @@ def main(argv=None):
     from training.images import save_png
 
     seeds = [int(s) for s in args.seeds.split(",")]
+    variants = [v.strip() for v in args.variants.split(",")]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variants {unknown}; valid: {list(VARIANTS)}")
     print(f"# {hardware()}; TensorFlow {tf.__version__}; ring of 8 Gaussians (std {STD}, radius 2); "
           f"{args.steps} steps of batch {args.batch_size}; 2500 samples per run")
     print(f"{'variant':<44} {'seed':>4} {'modes covered':>14} {'high quality':>13}")
     panels, summary = [], {}
-    for variant in VARIANTS:
+    for variant in variants:
         runs = []
         for seed in seeds:
             samples = train(variant, seed, args.steps, args.batch_size)
@@ -117,7 +123,7 @@ def main(argv=None):
     gap = np.full((panels[0].shape[0], 6), 60, np.uint8)
     strip = np.concatenate(sum(([p, gap] for p in panels), [])[:-1], axis=1)
     print(f"\nwrote {save_png(strip[..., None], args.out, scale=2)} "
-          f"(panels: {', '.join(VARIANTS)}; seed {seeds[0]})")
+          f"(panels: {', '.join(variants)}; seed {seeds[0]})")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,18 @@
     python -m training.compare [--samples 10000] [--out docs/results.md]
 
 For each model in exported/ with a ``sample`` endpoint whose dataset has a zoo
-classifier, draws ``--samples`` images (seeds (0, i)) and computes FID, KID,
-precision, recall and mode coverage against the test set on the classifier's
-features (``training.evaluate.sample_quality``), beside the real-data floor of
-the same pixel form. Prints a Markdown table and writes it to ``--out``.
+classifier: FID, KID, precision, recall and mode coverage of ``--samples``
+images (seeds (0, i)) against the test set on the classifier's features
+(``training.evaluate.sample_quality``), beside the real-data floor of the same
+pixel form. A model whose card (metrics.json beside it, written by
+``python -m training.evaluate``) already holds these figures for the same
+sample count and classifier is taken from there, since drawing 10,000 images
+from an autoregressive model takes a while; ``--recompute`` measures every row
+afresh. Each row says which command measured it. Prints a Markdown table and
+writes it to ``--out``.
 """
 import argparse
+import json
 import os
 import pathlib
 import shlex
@@ -45,6 +51,8 @@ def main(argv=None):
     p.add_argument("--models", help="comma-separated presets (default: every exported one that samples)")
     p.add_argument("--data_dir")
     p.add_argument("--out", default="docs/results.md")
+    p.add_argument("--recompute", action="store_true",
+                   help="measure every model here instead of reusing its card's figures")
     args = p.parse_args(argv)
 
     from serving import export
@@ -53,31 +61,57 @@ def main(argv=None):
 
     names = args.models.split(",") if args.models else [
         n for n in registry.list_models() if registry.versions(n)]
-    rows, start = [], time.time()
+    rows, measured, start = [], [], time.time()
     for name in names:
         preset = registry.get_preset(name)
         model = export.load_trained(registry.version_path(name))
         if not hasattr(model, "serve_sample"):
             continue
-        quality = evaluate.sample_quality(model, preset, args.samples, args.data_dir)
+        quality = None if args.recompute else carded(name, args.samples)
+        source = "card"
+        if quality is None:
+            quality, source = evaluate.sample_quality(model, preset, args.samples, args.data_dir), "here"
         if quality is None:
             print(f"skipped {name}: no exported classifier_{preset.dataset}", file=sys.stderr)
             continue
         quality["dataset"] = preset.dataset
         family = type(model).__module__.split(".")[-1]
         rows.append((f"{name} (v{registry.versions(name)[-1]})", family, preset.form, quality))
-        print(f"{name}: FID {quality['model']['fid']:.3f}", file=sys.stderr, flush=True)
+        measured.append(f"- {name}: " + (f"`{quality['command']}` (its model card)" if source == "card"
+                                         else "this command"))
+        print(f"{name}: FID {quality['model']['fid']:.3f} ({source})", file=sys.stderr, flush=True)
     command = "python -m training.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     lines = ["# Sample quality across the families", "",
-             f"Measured by `{command}` in {time.time() - start:.0f} s: {args.samples} samples per "
+             f"Made by `{command}` in {time.time() - start:.0f} s: {args.samples} samples per "
              "model against the 10,000 test images, on the features of the dataset's zoo "
              "classifier. Binarized models are compared with the binarized test set (their floor "
-             "is binarized too).", ""] + table(rows) + [""]
+             "is binarized too).", ""] + table(rows) + ["", "Measured by:", ""] + measured + [""]
     text = "\n".join(lines)
     print(text)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+
+
+def carded(name, samples):
+    """The sample-quality figures on ``name``'s card, if measured with ``samples`` samples
+    and the currently exported classifier; else None."""
+    from zoo import registry
+
+    folder = registry.version_path(name)
+    path = folder.parent / "metrics.json"
+    if not path.exists():
+        return None
+    results = json.loads(path.read_text())
+    if results.get("version") != int(folder.name):
+        return None
+    quality = results.get("sample_quality")
+    preset = registry.get_preset(name)
+    classifier = f"classifier_{preset.dataset}"
+    if (not quality or quality.get("samples") != samples or not registry.versions(classifier)
+            or quality.get("classifier") != f"{classifier}/{registry.versions(classifier)[-1]}"):
+        return None
+    return {**quality, "command": results.get("command", f"python -m training.evaluate {name}")}
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_ver
     name = f"classifier_{preset.dataset}"
     if not registry.versions(name):
         return None
-    classifier = registry.load_keras(registry.version_path(name, classifier_version))
+    folder = registry.version_path(name, classifier_version)
+    classifier = registry.load_keras(folder)
     test = _images(preset, "test", None, data_dir)
     train = _images(preset, "train", samples, data_dir)
     drawn = quality.sample_images(model, samples, seed=seed,
@@ -79,7 +80,7 @@ def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_ver
     test_f, _ = quality.embed(classifier, test)
     train_f, train_p = quality.embed(classifier, train)
     drawn_f, drawn_p = quality.embed(classifier, drawn)
-    return {"classifier": str(registry.version_path(name, classifier_version)),
+    return {"classifier": f"{name}/{folder.name}", "samples": samples,
             "model": quality.compare(test_f, drawn_f, drawn_p),
             "floor": quality.compare(test_f, train_f, train_p)}
 
@@ -193,7 +194,7 @@ def _quality_lines(quality):
     ]
     lines = ["## Sample quality (zoo classifier features)", "",
              f"{m['samples']} samples (seeds (0, i)) against the {m['reference']} test images, on "
-             f"the features of `{quality['classifier']}`; the floor compares {f['samples']} "
+             f"the features of `exported/{quality['classifier']}`; the floor compares {f['samples']} "
              "training images with the same test images (Heusel et al. 2017 FID; Bińkowski et "
              "al. 2018 KID; Kynkäänniemi et al. 2019 precision/recall).", "",
              "| metric | model | real-data floor |", "|---|---|---|"]
@@ -268,6 +269,20 @@ def model_card(name, model, preset, results, train_info, command, version=None):
     if "test_accuracy" in results:
         lines += [f"| accuracy | {100 * results['test_accuracy']:.2f}% | argmax of the softmax |",
                   f"| cross-entropy (nats) | {results['test_loss']:.4f} | |"]
+    if "test_d_loss" in results:
+        lines += [
+            f"| discriminator loss | {results['test_d_loss']:.4f} | "
+            f"{'BEGAN' if hasattr(model, 'gamma') else model.loss_kind} loss on the "
+            "test images and as many fresh samples |",
+            f"| generator loss | {results['test_g_loss']:.4f} | same batches |",
+            f"| mean D output, real / fake | {results['test_d_real']:.3f} / "
+            f"{results['test_d_fake']:.3f} | logits (critic values for WGAN-GP) |",
+        ]
+        if "test_convergence" in results:
+            lines += [f"| convergence M | {results['test_convergence']:.4f} | "
+                      "L(x) + \|gamma L(x) - L(G(z))\| (Berthelot et al. 2017, sec. 3.4.1) |"]
+        lines += ["| likelihood | none | a GAN's density is implicit: judge it by the sample "
+                  "quality below |"]
     if "test_nll" in results:
         dims = math.prod(model.image_shape)
         lines += [

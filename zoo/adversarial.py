@@ -63,8 +63,11 @@ class MinibatchDiscrimination(keras.layers.Layer):
     """Appends, per example, how close its features are to the rest of the batch.
 
     M_i = f_i T (kernels x dims); c_b(i, j) = exp(-||M_i,b - M_j,b||_1);
-    o_b(i) = sum_{j != i} c_b(i, j). A generator that collapses onto a few
-    outputs makes o large, which the discriminator learns to punish.
+    o_b(i) = sum_{j != i} c_b(i, j) / (n - 1) for a batch of n. A generator that
+    collapses onto a few outputs makes o large, which the discriminator learns
+    to punish. The paper sums; the mean keeps o in [0, 1] whatever the batch
+    size (with the sum, a batch of 256 starts every example at o ~ 255 and the
+    discriminator's logits saturate).
 
     Args:
         kernels: B in the paper.
@@ -87,7 +90,8 @@ class MinibatchDiscrimination(keras.layers.Layer):
     def call(self, features):
         m = tf.reshape(tf.matmul(features, self.tensor), [-1, self.kernels, self.dims])  # (B, K, D)
         l1 = tf.reduce_sum(tf.abs(m[:, None] - m[None, :]), axis=-1)  # (B, B, K)
-        closeness = tf.reduce_sum(tf.exp(-l1), axis=1) - 1.0  # minus exp(0) of j = i
+        others = tf.cast(tf.maximum(tf.shape(features)[0] - 1, 1), features.dtype)
+        closeness = (tf.reduce_sum(tf.exp(-l1), axis=1) - 1.0) / others  # minus exp(0) of j = i
         return tf.concat([features, closeness], axis=-1)
 
     def get_config(self):
