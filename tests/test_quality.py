@@ -62,3 +62,29 @@ def test_sample_quality_of_a_model_against_the_floor():
     # its near-identical grey images cover none of the data's variety
     assert floor["recall"] > 0.5 > model_q["recall"]
     assert floor["mode_coverage"]["classes_covered"] == 10
+
+
+@pytest.mark.skipif(not all(__import__("zoo.registry").registry.versions(n)
+                            for n in ("classifier_mnist", "dcgan_mnist", "vae2d_mnist")),
+                    reason="needs the exported classifier_mnist, dcgan_mnist and vae2d_mnist")
+def test_compare_table_takes_card_figures_and_measures_the_rest(tmp_path):
+    import json
+
+    from conftest import ROOT
+    from training import compare
+
+    card = json.loads((ROOT / "exported" / "dcgan_mnist" / "metrics.json").read_text())
+    carded = compare.carded("dcgan_mnist", card["sample_quality"]["samples"])
+    assert carded["model"] == card["sample_quality"]["model"] and carded["command"] == card["command"]
+    assert compare.carded("dcgan_mnist", 300) is None  # another sample count: measure afresh
+
+    out = tmp_path / "results.md"
+    compare.main(["--models", "vae2d_mnist,dcgan_mnist", "--samples", "300", "--out", str(out)])
+    lines = out.read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| model")]
+    names = [row.split(" | ")[0] for row in rows]
+    assert names == ["| vae2d_mnist (v1)", "| vae2d_mnist (v1), decoder means E[x\\|z]",
+                     "| dcgan_mnist (v1)", "| real-data floor: mnist train vs test",
+                     "| real-data floor: mnist train vs test"]
+    assert [row.split(" | ")[2] for row in rows] == ["binarized", "8-bit", "8-bit", "8-bit", "binarized"]
+    assert "- dcgan_mnist (v1): this command" in lines  # 300 samples: not the card's figures

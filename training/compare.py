@@ -24,21 +24,25 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _pixels(form):
+    return "binarized" if form == "binary" else "8-bit"
+
+
 def table(rows):
-    """Markdown lines for [(model, family, form, quality)]."""
+    """Markdown lines for [(model, family, dataset, pixels, quality)]."""
     lines = ["| model | family | pixels | FID | KID | precision | recall | "
              "KL(classes ‖ uniform) | smallest class |",
              "|---|---|---|---|---|---|---|---|---|"]
     floors = {}
-    for name, family, form, q in rows:
+    for name, family, dataset, pixels, q in rows:
         m = q["model"]
-        lines.append(f"| {name} | {family} | {form} | {m['fid']:.3f} | {m['kid']:.3f} | "
+        lines.append(f"| {name} | {family} | {pixels} | {m['fid']:.3f} | {m['kid']:.3f} | "
                      f"{m['precision']:.3f} | {m['recall']:.3f} | "
                      f"{m['mode_coverage']['kl_to_uniform']:.4f} | "
                      f"{m['mode_coverage']['min_class_share']:.3f} |")
-        floors[(q["dataset"], form)] = q["floor"]
-    for (dataset, form), f in sorted(floors.items()):
-        lines.append(f"| real-data floor: {dataset} train vs test | - | {form} | {f['fid']:.3f} | "
+        floors[(dataset, pixels)] = q["floor"]
+    for (dataset, pixels), f in sorted(floors.items()):
+        lines.append(f"| real-data floor: {dataset} train vs test | - | {pixels} | {f['fid']:.3f} | "
                      f"{f['kid']:.3f} | {f['precision']:.3f} | {f['recall']:.3f} | "
                      f"{f['mode_coverage']['kl_to_uniform']:.4f} | "
                      f"{f['mode_coverage']['min_class_share']:.3f} |")
@@ -67,25 +71,31 @@ def main(argv=None):
         model = export.load_trained(registry.version_path(name))
         if not hasattr(model, "serve_sample"):
             continue
+        family = type(model).__module__.split(".")[-1]
+        label = f"{name} (v{registry.versions(name)[-1]})"
         quality = None if args.recompute else carded(name, args.samples)
-        source = "card"
+        source = "its model card" if quality is not None else "this command"
         if quality is None:
-            quality, source = evaluate.sample_quality(model, preset, args.samples, args.data_dir), "here"
+            quality = evaluate.sample_quality(model, preset, args.samples, args.data_dir)
         if quality is None:
             print(f"skipped {name}: no exported classifier_{preset.dataset}", file=sys.stderr)
             continue
-        quality["dataset"] = preset.dataset
-        family = type(model).__module__.split(".")[-1]
-        rows.append((f"{name} (v{registry.versions(name)[-1]})", family, preset.form, quality))
-        measured.append(f"- {name}: " + (f"`{quality['command']}` (its model card)" if source == "card"
-                                         else "this command"))
+        rows.append((label, family, preset.dataset, _pixels(preset.form), quality))
+        measured.append(f"- {label}: " + (f"`{quality['command']}` ({source})"
+                                          if "command" in quality else source))
+        if hasattr(model, "decoder_params"):  # latent models: the decoder means, 8-bit
+            means = evaluate.sample_quality(model, preset, args.samples, args.data_dir,
+                                            output="means", form="uint8")
+            rows.append((f"{label}, decoder means E[x\\|z]", family, preset.dataset, "8-bit", means))
+            measured.append(f"- {label}, decoder means: this command")
         print(f"{name}: FID {quality['model']['fid']:.3f} ({source})", file=sys.stderr, flush=True)
     command = "python -m training.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     lines = ["# Sample quality across the families", "",
              f"Made by `{command}` in {time.time() - start:.0f} s: {args.samples} samples per "
              "model against the 10,000 test images, on the features of the dataset's zoo "
              "classifier. Binarized models are compared with the binarized test set (their floor "
-             "is binarized too).", ""] + table(rows) + ["", "Measured by:", ""] + measured + [""]
+             "is binarized too); a VAE's decoder means are grey-level images, so they meet the "
+             "8-bit test set, like the GANs' samples.", ""] + table(rows) + ["", "Measured by:", ""] + measured + [""]
     text = "\n".join(lines)
     print(text)
     out = pathlib.Path(args.out)

@@ -52,19 +52,24 @@ def exact_nll(model, dataset):
     return float(nll.mean()), float(nll.std(ddof=1) / math.sqrt(len(nll))), len(nll)
 
 
-def _images(preset, split, count, data_dir):
-    """uint8 images of ``split`` in the form ``preset``'s model produces."""
+def _images(dataset, form, split, count, data_dir):
+    """uint8 images of ``split`` in pixel ``form`` (binarized models emit 0/255)."""
     import numpy as np
 
     from training import data, quality
 
-    batches = data.load(preset.dataset, split, preset.form, 1000, labels=False, shuffle=False,
+    batches = data.load(dataset, split, form, 1000, labels=False, shuffle=False,
                         data_dir=data_dir, take=count, drop_remainder=False)
-    return quality.as_uint8(np.concatenate([b.numpy() for b in batches]), preset.form)
+    return quality.as_uint8(np.concatenate([b.numpy() for b in batches]), form)
 
 
-def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_version=None):
-    """Sample-quality figures of ``model`` and the real-data floor, or None without a classifier."""
+def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_version=None,
+                   output="images", form=None):
+    """Sample-quality figures of ``model`` and the real-data floor, or None without a classifier.
+
+    ``output`` names the ``sample`` output to score ("means" scores a VAE's
+    decoder means); the test and training images come in pixel ``form``
+    (default: the preset's, so binarized models meet binarized data)."""
     from training import quality
     from zoo import registry
 
@@ -73,10 +78,11 @@ def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_ver
         return None
     folder = registry.version_path(name, classifier_version)
     classifier = registry.load_keras(folder)
-    test = _images(preset, "test", None, data_dir)
-    train = _images(preset, "train", samples, data_dir)
+    form = form or preset.form
+    test = _images(preset.dataset, form, "test", None, data_dir)
+    train = _images(preset.dataset, form, "train", samples, data_dir)
     drawn = quality.sample_images(model, samples, seed=seed,
-                                  num_classes=getattr(model, "num_classes", 0))
+                                  num_classes=getattr(model, "num_classes", 0), output=output)
     test_f, _ = quality.embed(classifier, test)
     train_f, train_p = quality.embed(classifier, train)
     drawn_f, drawn_p = quality.embed(classifier, drawn)

@@ -152,8 +152,8 @@ def compare(real_features, fake_features, fake_probabilities, k=3):
     }
 
 
-def sample_images(model, count, batch_size=250, seed=0, num_classes=0):
-    """uint8 samples from a model's ``serve_sample`` (labels cycling through classes)."""
+def sample_images(model, count, batch_size=250, seed=0, num_classes=0, output="images"):
+    """uint8 ``output`` of a model's ``serve_sample`` (labels cycling through classes)."""
     import tensorflow as tf
 
     sample = tf.function(model.serve_sample)
@@ -163,7 +163,7 @@ def sample_images(model, count, batch_size=250, seed=0, num_classes=0):
         seeds = tf.stack([tf.fill([n], tf.constant(seed, tf.int64)),
                           tf.range(start, start + n, dtype=tf.int64)], 1)
         label = [tf.range(start, start + n, dtype=tf.int64) % num_classes] if num_classes else []
-        out.append(sample(seeds, *label)["images"].numpy())
+        out.append(sample(seeds, *label)[output].numpy())
     return np.concatenate(out)
 
 
