@@ -132,7 +132,11 @@ class GAN(keras.Model):
 
     ``compile(d_optimizer=..., g_optimizer=...)`` takes two optimizers; each
     batch makes ``d_steps`` discriminator updates (each with fresh noise, on the
-    same real batch) and then one generator update.
+    same real batch) and then one generator update. This departs from
+    Algorithm 1 of Goodfellow et al. and of Gulrajani et al., which draw a new
+    real minibatch for every critic update: ``fit`` hands a step one batch, so
+    an epoch is one pass of the generator over the data and the critic sees each
+    real batch ``d_steps`` times.
 
     Args:
         image_shape: (H, W, C) with H, W divisible by 4 (28 and 32 work); for
