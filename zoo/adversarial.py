@@ -149,9 +149,12 @@ class GAN(keras.Model):
         gp_weight: lambda of the WGAN-GP gradient penalty.
         num_classes: > 0 makes the model class-conditional.
         minibatch: "none", "discrimination" or "stddev" (discriminator option).
-        architecture: "dcgan", or "mlp" (two ReLU layers of ``filters`` units in
-            each network, for low-dimensional toy data such as the ring of
-            Gaussians; not exported).
+        architecture: "dcgan", or "mlp" (two leaky-ReLU layers of ``filters``
+            units in each network, for low-dimensional toy data such as the
+            ring of Gaussians; not exported). Leaky, because with plain ReLUs
+            and minibatch discrimination the generator's units died within
+            500 steps on the ring: its output stopped depending on z, and no
+            gradient (|0|' = 0 in the L1 distances) could pull it apart again.
         seed: seeds the training noise (z and the penalty's interpolation).
 
     References:
@@ -203,8 +206,8 @@ class GAN(keras.Model):
     # --------------------------------------------------------------- networks
     def _make_mlp(self, inputs, outputs, name, minibatch=False):
         x = inp = keras.Input((inputs,))
-        for _ in range(2):
-            x = keras.layers.Dense(self.filters, activation="relu")(x)
+        for _ in range(2):  # leaky: a ReLU generator can die into a constant (see architecture)
+            x = keras.layers.Dense(self.filters, activation="leaky_relu")(x)
         if minibatch and self.minibatch == "discrimination":
             x = MinibatchDiscrimination()(x)
         elif minibatch and self.minibatch == "stddev":
