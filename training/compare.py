@@ -40,7 +40,7 @@ def table(rows):
                      f"{m['precision']:.3f} | {m['recall']:.3f} | "
                      f"{m['mode_coverage']['kl_to_uniform']:.4f} | "
                      f"{m['mode_coverage']['min_class_share']:.3f} |")
-        floors[(dataset, pixels)] = q["floor"]
+        floors.setdefault((dataset, pixels), q["floor"])  # the first row's measurement
     for (dataset, pixels), f in sorted(floors.items()):
         lines.append(f"| real-data floor: {dataset} train vs test | - | {pixels} | {f['fid']:.3f} | "
                      f"{f['kid']:.3f} | {f['precision']:.3f} | {f['recall']:.3f} | "
@@ -89,13 +89,16 @@ def main(argv=None):
             rows.append((f"{label}, decoder means E[x\\|z]", family, preset.dataset, "8-bit", means))
             measured.append(f"- {label}, decoder means: this command")
         print(f"{name}: FID {quality['model']['fid']:.3f} ({source})", file=sys.stderr, flush=True)
-    command = "python -m training.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m training.compare", shlex.join(sys.argv[1:] if argv is None else argv)])
+    command = command.strip()
     lines = ["# Sample quality across the families", "",
              f"Made by `{command}` in {time.time() - start:.0f} s: {args.samples} samples per "
              "model against the 10,000 test images, on the features of the dataset's zoo "
              "classifier. Binarized models are compared with the binarized test set (their floor "
              "is binarized too); a VAE's decoder means are grey-level images, so they meet the "
-             "8-bit test set, like the GANs' samples.", ""] + table(rows) + ["", "Measured by:", ""] + measured + [""]
+             "8-bit test set, like the GANs' samples. A floor row is the first model's measurement of "
+             "that data set and pixel form (binarized training images are drawn afresh each time, "
+             "so binarized floors differ by about 0.1 FID between measurements).", ""] + table(rows) + ["", "Measured by:", ""] + measured + [""]
     text = "\n".join(lines)
     print(text)
     out = pathlib.Path(args.out)
