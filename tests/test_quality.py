@@ -79,7 +79,8 @@ def test_compare_table_takes_card_figures_and_measures_the_rest(tmp_path):
     assert compare.carded("dcgan_mnist", 300) is None  # another sample count: measure afresh
 
     out = tmp_path / "results.md"
-    compare.main(["--models", "vae2d_mnist,dcgan_mnist", "--samples", "300", "--out", str(out)])
+    compare.main(["--models", "vae2d_mnist,dcgan_mnist", "--samples", "300", "--sharpness_samples", "300",
+                  "--out", str(out)])
     lines = out.read_text().splitlines()
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| model")]
     names = [row.split(" | ")[0] for row in rows]
@@ -88,3 +89,25 @@ def test_compare_table_takes_card_figures_and_measures_the_rest(tmp_path):
                      "| real-data floor: mnist train vs test"]
     assert [row.split(" | ")[2] for row in rows] == ["binarized", "8-bit", "8-bit", "8-bit", "binarized"]
     assert "- dcgan_mnist (v1): this command" in lines  # 300 samples: not the card's figures
+    sharpness = {row.split(" | ")[0]: float(row.split(" | ")[-1].rstrip(" |")) for row in rows}
+    # a VAE's decoder means are blurrier than the data; the training images are as sharp as the test
+    assert sharpness["| vae2d_mnist (v1), decoder means E[x\\|z]"] < 0.8
+    assert all(0.9 < float(row.split(" | ")[-1].rstrip(" |")) < 1.1 for row in rows if "floor" in row)
+
+
+def test_sharpness_falls_when_images_are_blurred():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    sharp = np.zeros((20, 28, 28, 1), np.float32)
+    for image in sharp:  # a bright bar per image, at a random place
+        r, c = rng.integers(4, 20, 2)
+        image[r:r + 4, c:c + 8] = 1.0
+    kernel = tf.ones([5, 5, 1, 1]) / 25.0  # a 5x5 box blur keeps each bar's total brightness
+    blurred = tf.nn.conv2d(sharp, kernel, 1, "SAME").numpy()
+    as_uint8 = lambda x: (x * 255).round().astype(np.uint8)  # noqa: E731
+    s_sharp, s_blur = quality.sharpness(as_uint8(sharp)), quality.sharpness(as_uint8(blurred))
+    assert s_blur < s_sharp / 2
+    # the same images in another order and batch size give the same figure
+    assert quality.sharpness(as_uint8(sharp[::-1]), batch_size=3) == pytest.approx(s_sharp, rel=1e-5)
+    assert quality.sharpness(np.zeros((4, 28, 28, 1), np.uint8)) == 0.0

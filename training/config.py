@@ -55,7 +55,7 @@ PRESET_DEFAULTS = {
     "cvae_mnist": dict(epochs=30),
     "vae_fashion_mnist": dict(epochs=30),
     "pixelcnn_mnist": dict(epochs=20, batch_size=64, learning_rate=1e-3),
-    "pixelcnn_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=1e-3),
+    "pixelcnn_fashion_mnist": dict(epochs=5, batch_size=64, learning_rate=1e-3),
     # GANs: constant learning rates; Adam as in Radford et al. 2016 (sec. 4) and
     # Gulrajani et al. 2017 (Algorithm 1).
     "dcgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
