@@ -8,7 +8,8 @@ compiles both samplers as tf.functions, checks that they draw the same images
 from the same seeds, and prints images per second for each at the batch size.
 The naive sampler re-runs the whole network for each of the H*W*C steps; the
 fast one caches the vertical stack (each block computes one new row when an
-image row is done) and runs the horizontal stack on one row per pixel. Target (issue 4): fast at least 10x naive at batch 16.
+image row is done) and runs the horizontal stack on one row per pixel.
+Target (issue 4): fast at least 10x naive at batch 16.
 """
 import argparse
 import os

@@ -9,9 +9,10 @@ images (seeds (0, i)) against the test set on the classifier's features
 pixel form, and the samples' sharpness: their gradient energy
 (``training.quality.sharpness``, over ``--sharpness_samples`` images) as a
 multiple of the test images' in the same pixel form, the lecture's "VAE
-samples are blurrier" put as a number. A model whose card (metrics.json beside it, written by
-``python -m training.evaluate``) already holds these figures for the same
-sample count and classifier is taken from there, since drawing 10,000 images
+samples are blurrier" put as a number. A model whose card (metrics.json
+beside it, written by ``python -m training.evaluate``) already holds these
+figures for the same sample count and classifier is taken from there, since
+drawing 10,000 images
 from an autoregressive model takes a while; ``--recompute`` measures every row
 afresh. Each row says which command measured it. Prints a Markdown table and
 writes it to ``--out``.
@@ -76,8 +77,8 @@ def main(argv=None):
         """sharpness of ``images`` over the test set's; also notes the training images' figure."""
         key = (dataset, _pixels(form))
         if key not in references:
-            test = metrics.sharpness(evaluate._images(dataset, form, "test", None, args.data_dir))
-            train = evaluate._images(dataset, form, "train", args.sharpness_samples, args.data_dir)
+            test = metrics.sharpness(evaluate.real_images(dataset, form, "test", None, args.data_dir))
+            train = evaluate.real_images(dataset, form, "train", args.sharpness_samples, args.data_dir)
             references[key] = (test, metrics.sharpness(train) / test)
         return metrics.sharpness(images) / references[key][0]
 
@@ -112,8 +113,7 @@ def main(argv=None):
                          relative_sharpness(drawn, preset.dataset, "uint8")))
             measured.append(f"- {label}, decoder means: this command")
         print(f"{name}: FID {quality['model']['fid']:.3f} ({source})", file=sys.stderr, flush=True)
-    command = " ".join(["python -m training.compare", shlex.join(sys.argv[1:] if argv is None else argv)])
-    command = command.strip()
+    command = shlex.join(["python", "-m", "training.compare", *(sys.argv[1:] if argv is None else argv)])
     lines = ["# Sample quality across the families", "",
              f"Made by `{command}` in {time.time() - start:.0f} s: {args.samples} samples per "
              "model against the 10,000 test images, on the features of the dataset's zoo "

@@ -52,7 +52,7 @@ def exact_nll(model, dataset):
     return float(nll.mean()), float(nll.std(ddof=1) / math.sqrt(len(nll))), len(nll)
 
 
-def _images(dataset, form, split, count, data_dir):
+def real_images(dataset, form, split, count, data_dir):
     """uint8 images of ``split`` in pixel ``form`` (binarized models emit 0/255)."""
     import numpy as np
 
@@ -79,8 +79,8 @@ def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_ver
     folder = registry.version_path(name, classifier_version)
     classifier = registry.load_keras(folder)
     form = form or preset.form
-    test = _images(preset.dataset, form, "test", None, data_dir)
-    train = _images(preset.dataset, form, "train", samples, data_dir)
+    test = real_images(preset.dataset, form, "test", None, data_dir)
+    train = real_images(preset.dataset, form, "train", samples, data_dir)
     drawn = quality.sample_images(model, samples, seed=seed,
                                   num_classes=getattr(model, "num_classes", 0), output=output)
     test_f, _ = quality.embed(classifier, test)

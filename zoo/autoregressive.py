@@ -400,14 +400,17 @@ class GatedBlock(keras.layers.Layer):
         Row 0 has no rows above it, so only the label's term (or zeros)."""
         to_h = tf.zeros(tf.concat([tf.shape(like)[:1], [1, tf.shape(like)[2], 2 * self.filters]], 0),
                         like.dtype)
-        return self._add_label(to_h, to_h, label)[1]
+        return to_h + self._label_term(self.h_label, label) if self.num_classes else to_h
+
+    def _label_term(self, weights, label):
+        """A label's (B, 1, 1, 2f) term of a gate (conditional models)."""
+        onehot = tf.one_hot(tf.cast(label, tf.int32), self.num_classes)
+        return tf.matmul(onehot, weights)[:, None, None, :]
 
     def _add_label(self, v_pre, to_h, label):
         if not self.num_classes:
             return v_pre, to_h
-        onehot = tf.one_hot(tf.cast(label, tf.int32), self.num_classes)
-        return (v_pre + tf.matmul(onehot, self.v_label)[:, None, None, :],
-                to_h + tf.matmul(onehot, self.h_label)[:, None, None, :])
+        return v_pre + self._label_term(self.v_label, label), to_h + self._label_term(self.h_label, label)
 
     def horizontal(self, h, to_h):
         """The horizontal stack given the vertical stack's part: (h', skip).
