@@ -35,14 +35,28 @@ def load_trained(path):
     if path.is_dir() and (path / "genzoo" / KERAS_CONFIG).exists():
         from zoo import registry
 
-        return registry.load_keras(path)
+        return in_float32(registry.load_keras(path))
     file = path / "model.keras" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"No Keras model at {file} (give a run folder or a .keras file)")
     try:
-        return keras.saving.load_model(file)
+        return in_float32(keras.saving.load_model(file))
     except Exception as err:
         raise ValueError(f"{file} is not a loadable Keras model: {err}") from err
+
+
+def in_float32(model):
+    """``model`` computing in float32, whatever precision policy it was trained under.
+
+    A run trained with ``--dtype_policy mixed_bfloat16`` keeps float32 weights
+    but computes in bfloat16; evaluation and export want exact log-likelihoods
+    and outputs that do not depend on how the model was trained, so every
+    layer is set back to float32 before anything is traced.
+    """
+    for layer in model._flatten_layers(include_self=True):
+        if layer.dtype_policy.name != "float32":
+            layer.dtype_policy = "float32"
+    return model
 
 
 def _example_inputs(specs, rows=2):

@@ -129,3 +129,23 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     assert [int(row["epoch"]) for row in history][-1] == 7
     info = json.loads((tmp_path / "train_info.json").read_text())
     assert info["starts"] == 2 and info["epochs_done"] == 8
+
+
+def test_mixed_precision_run_trains_in_bfloat16_and_exports_in_float32(tmp_path):
+    # A VAE: TFP distributions on bfloat16 network outputs fail unless the model
+    # hands them float32 parameters.
+    run_module("training.train", "vae_mnist", "--dtype_policy", "mixed_bfloat16", "--epochs", 1,
+               "--steps_per_epoch", 5, "--train_examples", 500, "--batch_size", 50,
+               "--output_dir", tmp_path, "--verbose", 0)
+    info = json.loads((tmp_path / "train_info.json").read_text())
+    assert info["config"]["dtype_policy"] == "mixed_bfloat16"
+    assert all(v == v for v in info["final_metrics"].values())  # no NaN
+    import keras
+
+    import zoo.registry  # noqa: F401  (registers the zoo's classes)
+    from serving import export
+
+    trained = keras.saving.load_model(tmp_path / "model.keras")
+    assert trained.dtype_policy.name == "mixed_bfloat16"
+    loaded = export.load_trained(tmp_path)
+    assert {layer.compute_dtype for layer in loaded._flatten_layers()} == {"float32"}

@@ -2,6 +2,7 @@
 import dataclasses
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +23,10 @@ class TrainConfig:
         steps_per_epoch: limit each epoch (None: the whole training set).
         train_examples: use only the first N training examples (None: all).
         jit_compile: XLA-compile the train step.
+        dtype_policy: Keras precision policy of training: "float32",
+            "mixed_bfloat16" (CPUs with AVX512-BF16, TPUs, recent GPUs) or
+            "mixed_float16" (GPUs; loss scaling is added). Weights stay float32;
+            evaluation and export compute in float32.
         optimizer: "adam" or "sgd" (sgd is for strategy-equivalence tests).
         adam_beta_1, adam_beta_2: Adam's moment decay rates (GANs use 0.5 or 0).
         model_overrides: (name, value) pairs replacing the preset's model arguments.
@@ -40,6 +45,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     train_examples: int | None = None
     jit_compile: bool = False
+    dtype_policy: str = "float32"
     optimizer: str = "adam"
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999

@@ -3,6 +3,7 @@
     python -m training.train vae_mnist [--epochs N] [--batch_size B]
         [--learning_rate LR] [--seed S] [--output_dir DIR]
         [--strategy default|mirrored|multi_worker|tpu] [--data_dir DIR]
+        [--dtype_policy float32|mixed_bfloat16|mixed_float16]
 
 The output folder gets ``model.keras`` (saved every epoch), ``backup/`` (so a
 killed run started again with the same command resumes from its last finished
@@ -37,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--steps_per_epoch", type=int)
     p.add_argument("--train_examples", type=int, help="use only the first N training images")
     p.add_argument("--jit_compile", action="store_true", help="XLA-compile the train step")
+    p.add_argument("--dtype_policy", choices=config_lib.DTYPE_POLICIES,
+                   help="precision policy (default float32); weights stay float32")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a model argument, e.g. --set latent_dim=32 (repeatable)")
@@ -129,9 +132,14 @@ def train(cfg, verbose=1):
                            data_dir=cfg.data_dir).take(1):
         reference = batch.numpy().astype(np.uint8)
 
-    with strategy.scope():
-        model = registry.build(cfg.preset, **dict(cfg.model_overrides))
-        compile_model(model, cfg, steps)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(cfg.dtype_policy)  # layers take it when built
+    try:
+        with strategy.scope():
+            model = registry.build(cfg.preset, **dict(cfg.model_overrides))
+            compile_model(model, cfg, steps)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
 
     record = dict(
         preset=cfg.preset,

@@ -44,6 +44,11 @@ def causal_mask(kernel_size, in_channels, out_channels, mask_type, color_channel
     return mask
 
 
+def _as(variable, x):
+    """``variable`` in the dtype of ``x``: a layer's compute dtype under mixed precision."""
+    return tf.cast(variable, x.dtype)
+
+
 @keras.saving.register_keras_serializable(package="genzoo")
 class MaskedConv2D(keras.layers.Layer):
     """A 2-D convolution whose kernel is multiplied by a causal mask in ``call``.
@@ -80,8 +85,9 @@ class MaskedConv2D(keras.layers.Layer):
         self.mask = causal_mask(k, in_channels, self.filters, self.mask_type, self.color_channels)
 
     def call(self, x):
-        kernel = self.kernel * tf.constant(self.mask, dtype=self.kernel.dtype)
-        y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + self.bias
+        dtype = self.compute_dtype  # bfloat16/float16 under a mixed-precision policy
+        kernel = tf.cast(self.kernel, dtype) * tf.constant(self.mask, dtype=dtype)
+        y = tf.nn.conv2d(tf.cast(x, dtype), kernel, strides=1, padding="SAME") + tf.cast(self.bias, dtype)
         return self.activation(y)
 
     def get_config(self):
@@ -300,7 +306,7 @@ class PixelCNN(_Autoregressive):
         h = self.first(h)
         for block in self.blocks:
             h = h + block[2](block[1](block[0](tf.nn.relu(h))))
-        return self.head[1](self.head[0](tf.nn.relu(h)))
+        return tf.cast(self.head[1](self.head[0](tf.nn.relu(h))), tf.float32)  # float32 likelihood
 
 
 @keras.saving.register_keras_serializable(package="genzoo")
@@ -371,10 +377,10 @@ class GatedBlock(keras.layers.Layer):
     def vertical(self, v, label=None):
         """The vertical stack: (v', what it adds to the horizontal stack), both (B, H, W, .)."""
         half = self.kernel_size // 2
-        v_pre = tf.nn.conv2d(tf.pad(v, [[0, 0], [half, 0], [half, half], [0, 0]]), self.v_kernel,
-                             1, "VALID") + self.v_bias  # rows i-k//2 .. i
+        v_pre = tf.nn.conv2d(tf.pad(v, [[0, 0], [half, 0], [half, half], [0, 0]]), _as(self.v_kernel, v),
+                             1, "VALID") + _as(self.v_bias, v)  # rows i-k//2 .. i
         shifted = tf.pad(v_pre[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])  # rows < i only
-        to_h = tf.nn.conv2d(shifted, self.v_to_h, 1, "VALID")
+        to_h = tf.nn.conv2d(shifted, _as(self.v_to_h, v), 1, "VALID")
         v_pre, to_h = self._add_label(v_pre, to_h, label)
         return self._gate(v_pre), to_h
 
@@ -388,9 +394,9 @@ class GatedBlock(keras.layers.Layer):
         """
         half = self.kernel_size // 2
         window = tf.ensure_shape(window, [None, half + 1] + list(window.shape[2:]))
-        v_pre = tf.nn.conv2d(tf.pad(window, [[0, 0], [0, 0], [half, half], [0, 0]]), self.v_kernel,
-                             1, "VALID") + self.v_bias  # (B, 1, W, 2f)
-        to_h = tf.nn.conv2d(v_pre, self.v_to_h, 1, "VALID")
+        v_pre = tf.nn.conv2d(tf.pad(window, [[0, 0], [0, 0], [half, half], [0, 0]]),
+                             _as(self.v_kernel, window), 1, "VALID") + _as(self.v_bias, window)  # (B, 1, W, 2f)
+        to_h = tf.nn.conv2d(v_pre, _as(self.v_to_h, v_pre), 1, "VALID")
         v_pre, to_h = self._add_label(v_pre, to_h, label)
         return self._gate(v_pre), to_h
 
@@ -400,17 +406,18 @@ class GatedBlock(keras.layers.Layer):
         Row 0 has no rows above it, so only the label's term (or zeros)."""
         to_h = tf.zeros(tf.concat([tf.shape(like)[:1], [1, tf.shape(like)[2], 2 * self.filters]], 0),
                         like.dtype)
-        return to_h + self._label_term(self.h_label, label) if self.num_classes else to_h
+        return to_h + _as(self._label_term(self.h_label, label), to_h) if self.num_classes else to_h
 
     def _label_term(self, weights, label):
         """A label's (B, 1, 1, 2f) term of a gate (conditional models)."""
         onehot = tf.one_hot(tf.cast(label, tf.int32), self.num_classes)
-        return tf.matmul(onehot, weights)[:, None, None, :]
+        return tf.matmul(onehot, tf.cast(weights, tf.float32))[:, None, None, :]
 
     def _add_label(self, v_pre, to_h, label):
         if not self.num_classes:
             return v_pre, to_h
-        return v_pre + self._label_term(self.v_label, label), to_h + self._label_term(self.h_label, label)
+        return (v_pre + _as(self._label_term(self.v_label, label), v_pre),
+                to_h + _as(self._label_term(self.h_label, label), to_h))
 
     def horizontal(self, h, to_h):
         """The horizontal stack given the vertical stack's part: (h', skip).
@@ -419,13 +426,14 @@ class GatedBlock(keras.layers.Layer):
         ``to_h`` gives that row of the full result (the fast sampler's step).
         """
         half = self.kernel_size // 2
+        h_kernel = _as(self.h_kernel, h) * tf.constant(self.h_mask, h.dtype)
         h_pre = tf.nn.conv2d(tf.pad(h, [[0, 0], [0, 0], [half, 0], [0, 0]]),
-                             self.h_kernel * self.h_mask, 1, "VALID") + self.h_bias  # cols j-k//2 .. j
+                             h_kernel, 1, "VALID") + _as(self.h_bias, h)  # cols j-k//2 .. j
         gated = self._gate(h_pre + to_h)
-        skip = tf.nn.conv2d(gated, self.skip, 1, "VALID")
+        skip = tf.nn.conv2d(gated, _as(self.skip, gated), 1, "VALID")
         if self.last:
             return h, skip
-        h_out = tf.nn.conv2d(gated, self.h_out, 1, "VALID")
+        h_out = tf.nn.conv2d(gated, _as(self.h_out, gated), 1, "VALID")
         return (h_out if self.first else h + h_out), skip
 
     def call(self, v, h, label=None):
@@ -498,7 +506,11 @@ class GatedPixelCNN(_Autoregressive):
         for block in self.gated:
             v, h, skip = block(v, h, labels)
             skips = skips + skip
-        return self.out2(self.out1(tf.nn.relu(skips)))
+        return self._head(skips)
+
+    def _head(self, skips):
+        """Summed skips -> likelihood parameters, float32 under any precision policy."""
+        return tf.cast(self.out2(self.out1(tf.nn.relu(skips))), tf.float32)
 
     def sample(self, seed, labels=None, images=None, mask=None):
         """The fast sampler: the same draws as ``sample_naive`` at a fraction of the work.
@@ -535,7 +547,7 @@ class GatedPixelCNN(_Autoregressive):
                 for block, part in zip(self.gated, to_h):
                     h, skip = block.horizontal(h, part)
                     skips = skips + skip
-                params = self.out2(self.out1(tf.nn.relu(skips)))  # (B, 1, W, P)
+                params = self._head(skips)  # (B, 1, W, P)
                 draw = lik.sample(params[:, :, col:col + 1], noise[:, r:r + 1, col:col + 1])
                 return col + 1, self._place(x, keep, r * width + col, draw)
 

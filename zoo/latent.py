@@ -103,11 +103,12 @@ class _LatentModel(keras.Model):
     def encoder_output(self, x, labels=None):
         h = self.pixel_likelihood.network_input(x)
         h = tf.reshape(h, [-1, self.num_pixels])  # (B, H*W*C)
-        return self.encoder(self._with_labels(h, labels))
+        # float32 under any precision policy: the TFP distributions built on it stay float32
+        return tf.cast(self.encoder(self._with_labels(h, labels)), tf.float32)
 
     def decoder_params(self, z, labels=None):
         """Likelihood parameters for codes z: (B, H, W, C * P)."""
-        out = self.decoder(self._with_labels(z, labels))
+        out = tf.cast(self.decoder(self._with_labels(z, labels)), tf.float32)
         h, w, c = self.image_shape
         return tf.reshape(out, [-1, h, w, c * self.pixel_likelihood.params_per_channel])
 
