@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -149,3 +150,29 @@ def test_mixed_precision_run_trains_in_bfloat16_and_exports_in_float32(tmp_path)
     assert trained.dtype_policy.name == "mixed_bfloat16"
     loaded = export.load_trained(tmp_path)
     assert {layer.compute_dtype for layer in loaded._flatten_layers()} == {"float32"}
+
+
+def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(tiny_run, tmp_path):
+    # Learning rate 0: the run's weights stay those it started from.
+    run_module("training.train", "vae_mnist", "--init_from", tiny_run, "--optimizer", "sgd",
+               "--learning_rate", 0, "--epochs", 1, "--steps_per_epoch", 2, "--train_examples", 200,
+               "--batch_size", 50, "--output_dir", tmp_path / "ft", "--verbose", 0)
+    from serving import export
+    from training import evaluate
+
+    start, tuned = export.load_trained(tiny_run), export.load_trained(tmp_path / "ft")
+    for a, b in zip(start.get_weights(), tuned.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    info = json.loads((tmp_path / "ft" / "train_info.json").read_text())
+    assert info["init_from"]["path"] == str(tiny_run)
+    assert info["init_from"]["train_info"]["epochs_done"] == 2
+    assert "2 epochs of `python -m training.train vae_mnist" in "\n".join(evaluate._init_from_lines(info))
+    assert "3 epochs in all" in evaluate._init_from_lines(info)[0]
+
+    other = run_module("training.train", "vae2d_mnist", "--init_from", tiny_run, "--epochs", 1,
+                       "--steps_per_epoch", 1, "--output_dir", tmp_path / "other", check=False)
+    assert other.returncode != 0 and "architectures must match" in other.stderr, other.stderr[-2000:]
+    missing = run_module("training.train", "vae_mnist", "--init_from", tmp_path / "nothing",
+                         "--epochs", 1, "--steps_per_epoch", 1, "--output_dir", tmp_path / "m",
+                         check=False)
+    assert missing.returncode != 0 and "No Keras model" in missing.stderr, missing.stderr[-2000:]

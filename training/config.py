@@ -30,6 +30,8 @@ class TrainConfig:
         optimizer: "adam" or "sgd" (sgd is for strategy-equivalence tests).
         adam_beta_1, adam_beta_2: Adam's moment decay rates (GANs use 0.5 or 0).
         model_overrides: (name, value) pairs replacing the preset's model arguments.
+        init_from: start from the weights of this run folder, .keras file or
+            exported version (fine-tuning); its architecture must match.
     """
 
     preset: str
@@ -50,6 +52,7 @@ class TrainConfig:
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999
     model_overrides: tuple = ()
+    init_from: str | None = None
 
 
 # Settings the zoo's pretrained models were trained with (flags override them).

@@ -214,6 +214,22 @@ def _fmt(value, digits=2):
     return f"{value:.{digits}f}"
 
 
+def _init_from_lines(train_info):
+    """Card lines on a fine-tuned run's starting point (``--init_from``), if any."""
+    start = train_info.get("init_from")
+    if not start:
+        return []
+    base = start.get("train_info")
+    if not base:
+        return [f"- Initialised from the weights at `{start['path']}` (no training record beside them)"]
+    line = (f"- Initialised from `{start['path']}`: the weights after {base.get('epochs_done')} "
+            f"epochs of `{base.get('command', '?')}` ({_optimizer_text(base['config'])}, batch size "
+            f"{base['config']['batch_size']}, {base.get('wall_time_s')} s)")
+    if isinstance(base.get("epochs_done"), int) and isinstance(train_info.get("epochs_done"), int):
+        line += f"; {base['epochs_done'] + train_info['epochs_done']} epochs in all"
+    return [line]
+
+
 def model_card(name, model, preset, results, train_info, command, version=None):
     """The model card as Markdown."""
     from training import data
@@ -247,7 +263,10 @@ def model_card(name, model, preset, results, train_info, command, version=None):
             f"- Command: `{train_info.get('command', '?')}`",
             f"- Epochs: {train_info.get('epochs_done')}; batch size "
             f"{train_info['config']['batch_size']}; {_optimizer_text(train_info['config'])}; "
-            f"seed {train_info['config']['seed']}",
+            f"seed {train_info['config']['seed']}"
+            + (f"; precision policy {train_info['config']['dtype_policy']} (evaluated in float32)"
+               if train_info["config"].get("dtype_policy", "float32") != "float32" else ""),
+            *_init_from_lines(train_info),
             f"- Strategy: {train_info['config']['strategy']} ({train_info.get('replicas')} replica(s))",
             "- The test set served only as the per-epoch validation curve: no early stopping, "
             "no model selection; the model is the one after the last epoch.",

@@ -3,7 +3,7 @@
     python -m training.train vae_mnist [--epochs N] [--batch_size B]
         [--learning_rate LR] [--seed S] [--output_dir DIR]
         [--strategy default|mirrored|multi_worker|tpu] [--data_dir DIR]
-        [--dtype_policy float32|mixed_bfloat16|mixed_float16]
+        [--dtype_policy float32|mixed_bfloat16|mixed_float16] [--init_from PATH]
 
 The output folder gets ``model.keras`` (saved every epoch), ``backup/`` (so a
 killed run started again with the same command resumes from its last finished
@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--dtype_policy", choices=config_lib.DTYPE_POLICIES,
                    help="precision policy (default float32); weights stay float32")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--init_from", metavar="PATH",
+                   help="start from the weights of a run folder, .keras file or exported version "
+                        "(fine-tuning, e.g. exported/vae_mnist/1); the architecture must match")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a model argument, e.g. --set latent_dim=32 (repeatable)")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar, 2 a line per epoch")
@@ -95,6 +98,41 @@ def compile_model(model, cfg, steps_per_epoch):
         model.compile(optimizer=_optimizer(cfg, updates), jit_compile=cfg.jit_compile)
 
 
+class InitFromError(ValueError):
+    """``--init_from`` names no loadable model, or one of another architecture."""
+
+
+def _architecture(model):
+    config = model.get_config()
+    return type(model).__name__, {k: v for k, v in config.items()
+                                  if k not in ("name", "trainable", "dtype")}
+
+
+def initialize_from(model, path):
+    """Copies the weights of the model at ``path`` into ``model``; returns its training record.
+
+    ``path``: a run folder, a .keras file or an exported version. The record
+    (``train_info.json`` beside it, or None) goes into the new run's record so
+    that a model card can say what the model was trained on before.
+    """
+    from serving import export
+
+    try:
+        source = export.load_trained(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise InitFromError(f"--init_from {path}: {err}") from err
+    if _architecture(source) != _architecture(model):
+        raise InitFromError(f"--init_from {path} holds {_architecture(source)}, but this run builds "
+                            f"{_architecture(model)}: the architectures must match")
+    model.set_weights(source.get_weights())
+    path = pathlib.Path(path)
+    for info in (path / "train_info.json", path / "genzoo" / "train_info.json",
+                 path.parent / "train_info.json"):
+        if info.is_file():
+            return json.loads(info.read_text())
+    return None
+
+
 def train(cfg, verbose=1):
     """Runs ``cfg`` to completion (resuming a killed run); returns the History."""
     import keras
@@ -138,6 +176,8 @@ def train(cfg, verbose=1):
         with strategy.scope():
             model = registry.build(cfg.preset, **dict(cfg.model_overrides))
             compile_model(model, cfg, steps)
+            # A resumed run's backup, restored when fit starts, overrides these weights.
+            base_info = initialize_from(model, cfg.init_from) if cfg.init_from else None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -150,6 +190,8 @@ def train(cfg, verbose=1):
         hardware=cb.hardware(),
         versions=dict(tensorflow=tf.__version__, keras=keras.__version__),
     )
+    if cfg.init_from:
+        record["init_from"] = dict(path=cfg.init_from, train_info=base_info)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.ModelCheckpoint(str(out / "model.keras")),
@@ -184,7 +226,7 @@ def main(argv=None):
             (out / name).unlink(missing_ok=True)
     try:
         train(cfg, verbose=args.verbose)
-    except data.DataUnavailableError as err:
+    except (data.DataUnavailableError, InitFromError) as err:
         sys.exit(f"error: {err}")
 
 
