@@ -253,8 +253,9 @@ def model_card(name, model, preset, results, train_info, command, version=None):
         lines += [f"{preset.dataset} from TensorFlow Datasets (60,000 training, 10,000 test "
                   f"images, 28x28), 8-bit pixels; the model reads {scale}. Served images are "
                   "uint8 0..255.", ""]
-    config = model.get_config()
-    keep = {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}
+    from training.train import architecture
+
+    keep = architecture(model)[1]
     lines += ["## Architecture", "", _architecture(model) + f" Config: `{json.dumps(keep)}`.", ""]
     lines += ["## Training", ""]
     if train_info:

@@ -102,7 +102,9 @@ class InitFromError(ValueError):
     """``--init_from`` names no loadable model, or one of another architecture."""
 
 
-def _architecture(model):
+def architecture(model):
+    """(class name, config without name, trainable and dtype): what two models must share
+    for one's weights to fit the other; the model card prints the config."""
     config = model.get_config()
     return type(model).__name__, {k: v for k, v in config.items()
                                   if k not in ("name", "trainable", "dtype")}
@@ -121,9 +123,9 @@ def initialize_from(model, path):
         source = export.load_trained(path)
     except (FileNotFoundError, ValueError) as err:
         raise InitFromError(f"--init_from {path}: {err}") from err
-    if _architecture(source) != _architecture(model):
-        raise InitFromError(f"--init_from {path} holds {_architecture(source)}, but this run builds "
-                            f"{_architecture(model)}: the architectures must match")
+    if architecture(source) != architecture(model):
+        raise InitFromError(f"--init_from {path} holds {architecture(source)}, but this run builds "
+                            f"{architecture(model)}: the architectures must match")
     model.set_weights(source.get_weights())
     path = pathlib.Path(path)
     for info in (path / "train_info.json", path / "genzoo" / "train_info.json",
