@@ -176,3 +176,28 @@ def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(t
                          "--epochs", 1, "--steps_per_epoch", 1, "--output_dir", tmp_path / "m",
                          check=False)
     assert missing.returncode != 0 and "No Keras model" in missing.stderr, missing.stderr[-2000:]
+
+
+
+def test_ema_momentum_keeps_the_averaged_weights(tiny_run, tmp_path):
+    # SGD from the same start on the same batches. With a momentum this close to 1 the
+    # average stays where the first step put it (Keras's EMA starts at the first step's
+    # weights), so two steps with --ema_momentum end at the weights of one step without.
+    common = ["vae_mnist", "--init_from", tiny_run, "--optimizer", "sgd", "--learning_rate", 0.05,
+              "--epochs", 1, "--train_examples", 200, "--batch_size", 50, "--verbose", 0]
+    run_module("training.train", *common, "--steps_per_epoch", 1, "--output_dir", tmp_path / "one")
+    run_module("training.train", *common, "--steps_per_epoch", 2, "--ema_momentum", 0.9999999,
+               "--output_dir", tmp_path / "ema")
+    from serving import export
+    from training import evaluate
+
+    start, one, ema = (export.load_trained(p) for p in (tiny_run, tmp_path / "one", tmp_path / "ema"))
+    moved = max(np.abs(a - b).max() for a, b in zip(start.get_weights(), one.get_weights()))
+    assert moved > 1e-4
+    for a, b in zip(one.get_weights(), ema.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=moved * 1e-3)
+    info = json.loads((tmp_path / "ema" / "train_info.json").read_text())
+    assert "Polyak averaging" in evaluate._optimizer_text(info["config"])
+    bad = run_module("training.train", "dcgan_mnist", "--ema_momentum", 0.999, "--epochs", 1,
+                     "--steps_per_epoch", 1, "--output_dir", tmp_path / "gan", check=False)
+    assert bad.returncode != 0 and "one-optimizer models" in bad.stderr, bad.stderr[-2000:]

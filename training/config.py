@@ -32,6 +32,10 @@ class TrainConfig:
         model_overrides: (name, value) pairs replacing the preset's model arguments.
         init_from: start from the weights of this run folder, .keras file or
             exported version (fine-tuning); its architecture must match.
+        ema_momentum: keep an exponential moving average of the weights with
+            this momentum (Polyak averaging, as PixelCNN++ does: Salimans et
+            al. 2017, sec. 3) and validate, checkpoint and finish with it;
+            None: off. One-optimizer models only (not the adversarial family).
     """
 
     preset: str
@@ -53,6 +57,11 @@ class TrainConfig:
     adam_beta_2: float = 0.999
     model_overrides: tuple = ()
     init_from: str | None = None
+    ema_momentum: float | None = None
+
+    def __post_init__(self):
+        if self.ema_momentum is not None and not 0.0 < self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in (0, 1), got {self.ema_momentum}")
 
 
 # Settings the zoo's pretrained models were trained with (flags override them).

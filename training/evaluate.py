@@ -163,8 +163,13 @@ def _optimizer_text(config):
     betas = (config.get("adam_beta_1", 0.9), config.get("adam_beta_2", 0.999))
     text = f"Adam (betas {betas[0]}, {betas[1]}), learning rate {config['learning_rate']}"
     if config.get("final_lr_fraction", 1.0) == 1.0:
-        return text + ", constant"
-    return text + f" cosine-decayed to {config['final_lr_fraction']} of it"
+        text += ", constant"
+    else:
+        text += f" cosine-decayed to {config['final_lr_fraction']} of it"
+    if config.get("ema_momentum"):
+        text += (f"; Polyak averaging: the weights are an exponential moving average "
+                 f"(momentum {config['ema_momentum']}) of the trained ones")
+    return text
 
 
 def _serving_note(model):
@@ -270,7 +275,8 @@ def model_card(name, model, preset, results, train_info, command, version=None):
             *_init_from_lines(train_info),
             f"- Strategy: {train_info['config']['strategy']} ({train_info.get('replicas')} replica(s))",
             "- The test set served only as the per-epoch validation curve: no early stopping, "
-            "no model selection; the model is the one after the last epoch.",
+            "no model selection; the model is the one after the last epoch"
+            + (" (its averaged weights)." if train_info["config"].get("ema_momentum") else "."),
             f"- Wall time: {train_info.get('wall_time_s')} s ({hours:.2f} h) on {train_info.get('hardware')}",
             f"- Versions: {train_info.get('versions')}",
             "",

@@ -44,6 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--init_from", metavar="PATH",
                    help="start from the weights of a run folder, .keras file or exported version "
                         "(fine-tuning, e.g. exported/vae_mnist/1); the architecture must match")
+    p.add_argument("--ema_momentum", type=float, metavar="M",
+                   help="validate, checkpoint and finish with an exponential moving average of "
+                        "the weights (Polyak averaging), e.g. 0.999; not for the adversarial family")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a model argument, e.g. --set latent_dim=32 (repeatable)")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar, 2 a line per epoch")
@@ -53,9 +56,12 @@ def parse_args(argv=None):
 
 
 def config_from_args(args):
-    from zoo import registry
+    from zoo import adversarial, registry
 
-    registry.get_preset(args.preset)
+    preset = registry.get_preset(args.preset)
+    if args.ema_momentum is not None and issubclass(preset.model, adversarial.GAN):
+        raise ValueError(f"--ema_momentum is for one-optimizer models; {args.preset} is adversarial "
+                         "(two optimizers)")
     values = config_lib.defaults_for(args.preset)
     for field in dataclasses.fields(config_lib.TrainConfig):
         value = getattr(args, field.name, None)
@@ -79,13 +85,14 @@ def _optimizer(cfg, updates):
     """The run's optimizer; ``updates``: how many times it will be applied in all."""
     import keras
 
+    ema = dict(use_ema=True, ema_momentum=cfg.ema_momentum) if cfg.ema_momentum else {}
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(cfg.learning_rate)
+        return keras.optimizers.SGD(cfg.learning_rate, **ema)
     rate = cfg.learning_rate
     if cfg.final_lr_fraction != 1.0:
         rate = keras.optimizers.schedules.CosineDecay(
             cfg.learning_rate, decay_steps=max(1, updates), alpha=cfg.final_lr_fraction)
-    return keras.optimizers.Adam(rate, beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2)
+    return keras.optimizers.Adam(rate, beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2, **ema)
 
 
 def compile_model(model, cfg, steps_per_epoch):
@@ -195,7 +202,11 @@ def train(cfg, verbose=1):
     if cfg.init_from:
         record["init_from"] = dict(path=cfg.init_from, train_info=base_info)
     callbacks = [
+        # The backup comes first so that it saves the raw weights; SwapEMAWeights then puts
+        # the averaged ones in place for the checkpoint and the epoch's samples (it validates
+        # with them too) and swaps back when the next epoch begins.
         keras.callbacks.BackupAndRestore(str(out / "backup")),
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum else []),
         keras.callbacks.ModelCheckpoint(str(out / "model.keras")),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out / "logs")),
