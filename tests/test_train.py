@@ -178,7 +178,6 @@ def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(t
     assert missing.returncode != 0 and "No Keras model" in missing.stderr, missing.stderr[-2000:]
 
 
-
 def test_ema_momentum_keeps_the_averaged_weights(tiny_run, tmp_path):
     # SGD from the same start on the same batches. With a momentum this close to 1 the
     # average stays where the first step put it (Keras's EMA starts at the first step's

@@ -130,9 +130,10 @@ def initialize_from(model, path):
         source = export.load_trained(path)
     except (FileNotFoundError, ValueError) as err:
         raise InitFromError(f"--init_from {path}: {err}") from err
-    if architecture(source) != architecture(model):
-        raise InitFromError(f"--init_from {path} holds {architecture(source)}, but this run builds "
-                            f"{architecture(model)}: the architectures must match")
+    have, want = architecture(source), architecture(model)
+    if have != want:
+        raise InitFromError(f"--init_from {path} holds {have}, but this run builds {want}: "
+                            "the architectures must match")
     model.set_weights(source.get_weights())
     path = pathlib.Path(path)
     for info in (path / "train_info.json", path / "genzoo" / "train_info.json",
