@@ -152,6 +152,29 @@ def test_mixed_precision_run_trains_in_bfloat16_and_exports_in_float32(tmp_path)
     assert {layer.compute_dtype for layer in loaded._flatten_layers()} == {"float32"}
 
 
+def test_model_card_follows_a_chain_of_fine_tunes():
+    from training import evaluate
+
+    def record(epochs, command, start=None):
+        info = dict(epochs_done=epochs, command=command, wall_time_s=1.0,
+                    config=dict(learning_rate=1e-3, batch_size=64, final_lr_fraction=0.05))
+        if start:
+            info["init_from"] = dict(path=start[0], train_info=start[1])
+        return info
+
+    first = record(20, "python -m training.train p")
+    second = record(15, "python -m training.train p --init_from v1", ("v1", first))
+    third = record(12, "python -m training.train p --init_from v2", ("v2", second))
+    lines = evaluate._init_from_lines(third)
+    assert len(lines) == 2 and lines[0].endswith("; 47 epochs in all")
+    assert "`v2`: the weights after 15 epochs of `python -m training.train p --init_from v1`" in lines[0]
+    assert "`v2` itself started from `v1`: the weights after 20 epochs" in lines[1]
+    # A starting point without a training record: no total is claimed.
+    second["init_from"]["train_info"] = None
+    lines = evaluate._init_from_lines(third)
+    assert "`v1`: weights with no training record" in lines[1] and "in all" not in lines[0]
+
+
 def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(tiny_run, tmp_path):
     # Learning rate 0: the run's weights stay those it started from.
     run_module("training.train", "vae_mnist", "--init_from", tiny_run, "--optimizer", "sgd",

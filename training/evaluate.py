@@ -220,19 +220,27 @@ def _fmt(value, digits=2):
 
 
 def _init_from_lines(train_info):
-    """Card lines on a fine-tuned run's starting point (``--init_from``), if any."""
-    start = train_info.get("init_from")
-    if not start:
-        return []
-    base = start.get("train_info")
-    if not base:
-        return [f"- Initialised from the weights at `{start['path']}` (no training record beside them)"]
-    line = (f"- Initialised from `{start['path']}`: the weights after {base.get('epochs_done')} "
-            f"epochs of `{base.get('command', '?')}` ({_optimizer_text(base['config'])}, batch size "
-            f"{base['config']['batch_size']}, {base.get('wall_time_s')} s)")
-    if isinstance(base.get("epochs_done"), int) and isinstance(train_info.get("epochs_done"), int):
-        line += f"; {base['epochs_done'] + train_info['epochs_done']} epochs in all"
-    return [line]
+    """Card lines on a fine-tuned run's starting point (``--init_from``), if any: one per
+    model in the chain of starting points, the nearest first, and the epochs in all."""
+    lines, info, total, parent = [], train_info, train_info.get("epochs_done"), None
+    while info.get("init_from"):
+        start = info["init_from"]
+        base = start.get("train_info")
+        head = (f"- Initialised from `{start['path']}`" if not lines else
+                f"  - `{parent}` itself started from `{start['path']}`")
+        if not base:
+            lines.append(f"{head}: weights with no training record beside them")
+            total = None
+            break
+        lines.append(f"{head}: the weights after {base.get('epochs_done')} epochs of "
+                     f"`{base.get('command', '?')}` ({_optimizer_text(base['config'])}, batch size "
+                     f"{base['config']['batch_size']}, {base.get('wall_time_s')} s)")
+        total = (total + base["epochs_done"] if isinstance(total, int)
+                 and isinstance(base.get("epochs_done"), int) else None)
+        parent, info = start["path"], base
+    if lines and total is not None:
+        lines[0] += f"; {total} epochs in all"
+    return lines
 
 
 def model_card(name, model, preset, results, train_info, command, version=None):
