@@ -1,14 +1,16 @@
 """Training throughput (images per second) per preset: float32, XLA, mixed bfloat16.
 
     python benchmarks/train_throughput.py [--presets vae_mnist,ae_mnist] [--steps 100]
-        [--modes float32,xla,mixed_bfloat16]
+        [--modes float32,xla,mixed_bfloat16] [--set KEY=JSON ...]
 
 Each model trains ``--steps`` steps of ``--batch_size`` on synthetic images of
 its form through ``model.fit``; the first epoch (tracing, compilation) is not
 timed, the second is. Prints one row per preset: images/s in each mode and its
 speed-up over float32 without XLA (the first mode). ``mixed_bfloat16`` is the
 training command's ``--dtype_policy mixed_bfloat16``: worth it on CPUs with
-AVX512-BF16 or AMX, on TPUs and on recent GPUs.
+AVX512-BF16 or AMX, on TPUs and on recent GPUs. ``--set`` replaces model
+arguments as the training command's ``--set`` does (e.g. ``--set num_blocks=12``),
+to size a model before training it.
 """
 import argparse
 import os
@@ -20,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 
-def measure(name, mode, steps, batch_size):
+def measure(name, mode, steps, batch_size, overrides=None):
     """Images per second of ``name`` trained in ``mode`` (float32, xla or a dtype policy)."""
     import keras
     import numpy as np
@@ -32,7 +34,7 @@ def measure(name, mode, steps, batch_size):
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy("float32" if mode in ("float32", "xla") else mode)
     try:
-        model = registry.build(name)
+        model = registry.build(name, **(overrides or {}))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=mode == "xla")
@@ -65,16 +67,22 @@ def main(argv=None):
     p.add_argument("--batch_size", type=int, default=100)
     p.add_argument("--modes", default="float32,xla,mixed_bfloat16",
                    help="comma-separated: float32, xla, mixed_bfloat16, mixed_float16")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="replace a model argument of every preset (repeatable)")
     args = p.parse_args(argv)
     modes = args.modes.split(",")
+    from training.config import parse_overrides
+
+    overrides = parse_overrides(args.set)
     import tensorflow as tf
 
     from training.callbacks import hardware
 
-    print(f"# {hardware()}; TensorFlow {tf.__version__}; batch {args.batch_size}, {args.steps} timed steps")
+    print(f"# {hardware()}; TensorFlow {tf.__version__}; batch {args.batch_size}, {args.steps} timed steps"
+          + "".join(f"; {key}={value}" for key, value in overrides.items()))
     print(f"{'preset':<24}" + "".join(f"{mode + ' img/s':>22}" for mode in modes))
     for name in args.presets.split(","):
-        rates = [measure(name, mode, args.steps, args.batch_size) for mode in modes]
+        rates = [measure(name, mode, args.steps, args.batch_size, overrides) for mode in modes]
         cells = [f"{rate:.0f}" + (f" ({rate / rates[0]:.2f}x)" if i else "") for i, rate in enumerate(rates)]
         print(f"{name:<24}" + "".join(f"{cell:>22}" for cell in cells), flush=True)
 

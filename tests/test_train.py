@@ -66,6 +66,18 @@ def test_unknown_preset_lists_valid_ones():
     assert "vae_mnist" in result.stderr and "Unknown preset" in result.stderr
 
 
+def test_set_replaces_model_arguments_as_json_values():
+    from training import train
+
+    args = ["pixelcnn_mnist", "--set", "kernel_size=5", "--set", "image_shape=[28, 28, 1]",
+            "--set", "likelihood=categorical"]
+    cfg = train.config_from_args(train.parse_args(args))
+    assert dict(cfg.model_overrides) == {"kernel_size": 5, "image_shape": [28, 28, 1],
+                                         "likelihood": "categorical"}
+    with pytest.raises(ValueError, match="KEY=JSON.*'kernel_size'"):
+        train.config_from_args(train.parse_args(["pixelcnn_mnist", "--set", "kernel_size"]))
+
+
 def test_mirrored_strategy_matches_single_device(tmp_path, default_loss):
     run_module("training.train", "vae2d_mnist", "--strategy", "mirrored", "--cpu_devices", 2,
                "--output_dir", tmp_path, *STRATEGY_ARGS)

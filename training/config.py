@@ -1,5 +1,6 @@
 """Run settings as frozen dataclasses, with the defaults each preset trains with."""
 import dataclasses
+import json
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -91,3 +92,17 @@ PRESET_DEFAULTS = {
 
 def defaults_for(preset):
     return dict(PRESET_DEFAULTS.get(preset, {}))
+
+
+def parse_overrides(items):
+    """``--set KEY=JSON`` items -> {KEY: value}; a value that is not JSON stays a string."""
+    overrides = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=JSON, got {item!r}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides

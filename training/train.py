@@ -68,15 +68,7 @@ def config_from_args(args):
         if value is not None and field.name != "preset":
             values[field.name] = value
     values.setdefault("output_dir", str(pathlib.Path("runs") / args.preset))
-    overrides = {}
-    for item in args.set:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects KEY=JSON, got {item!r}")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
+    overrides = config_lib.parse_overrides(args.set)
     values["model_overrides"] = tuple(sorted(overrides.items()))
     return config_lib.TrainConfig(preset=args.preset, **values)
 
