@@ -37,6 +37,8 @@ class TrainConfig:
             this momentum (Polyak averaging, as PixelCNN++ does: Salimans et
             al. 2017, sec. 3) and validate, checkpoint and finish with it;
             None: off. One-optimizer models only (not the adversarial family).
+            Keras's average starts at the first step's weights with no
+            warm-up, so from scratch it lags for about 1/(1 - M) steps.
     """
 
     preset: str
