@@ -133,6 +133,11 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     done = json.loads(meta.read_text())["epoch"]
     assert 2 <= done < 8
 
+    changed = subprocess.run(args + ["--learning_rate", "0.01"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600)
+    assert changed.returncode != 0 and "learning_rate was 0.001, now 0.01" in changed.stderr
+    assert json.loads(meta.read_text())["epoch"] == done, "the refused restart touched the backup"
+
     second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     epochs = [line.split()[1] for line in second.stdout.splitlines() if line.startswith("Epoch ")]
