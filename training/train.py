@@ -214,21 +214,26 @@ def train(cfg, verbose=1):
     return history
 
 
-def changed_settings(record_path, cfg):
-    """How ``cfg`` differs from the settings of the run recorded at ``record_path``.
+def check_resume(out, cfg):
+    """Raises ValueError unless ``cfg`` keeps the settings of the unfinished run in ``out``.
 
     A resumed run must keep its settings: its backup holds the optimizer state and
-    the epoch count of the learning-rate schedule they made. Settings the record
-    does not name (it predates them) are not compared.
+    the epoch count of the learning-rate schedule they made. Settings the run's
+    record does not name (it predates them) are not compared.
     """
+    record = out / "train_info.json"
     try:
-        stored = json.loads(pathlib.Path(record_path).read_text())["config"]
+        stored = json.loads(record.read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"cannot read the run record {record_path} ({err!r}); move the folder "
+        raise ValueError(f"cannot read the run record {record} ({err!r}); move the folder "
                          "away or give another --output_dir") from err
     now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    return [f"{key} was {stored[key]!r}, now {value!r}" for key, value in now.items()
-            if key in stored and stored[key] != value]
+    changed = [f"{key} was {stored[key]!r}, now {value!r}" for key, value in now.items()
+               if key in stored and stored[key] != value]
+    if changed:
+        raise ValueError(f"{out} holds an unfinished run with other settings ({'; '.join(changed)}); "
+                         "resume it with the command in its train_info.json, or give another "
+                         "--output_dir")
 
 
 def main(argv=None):
@@ -249,12 +254,9 @@ def main(argv=None):
             (out / name).unlink(missing_ok=True)
     elif (out / "backup").exists() and (out / "train_info.json").exists():
         try:
-            changed = changed_settings(out / "train_info.json", cfg)
+            check_resume(out, cfg)
         except ValueError as err:
             sys.exit(f"error: {err}")
-        if changed:
-            sys.exit(f"error: {out} holds an unfinished run with other settings ({'; '.join(changed)}); "
-                     "resume it with the command in its train_info.json, or give another --output_dir")
     try:
         train(cfg, verbose=args.verbose)
     except (data.DataUnavailableError, InitFromError) as err:
