@@ -66,6 +66,18 @@ def test_unknown_preset_lists_valid_ones():
     assert "vae_mnist" in result.stderr and "Unknown preset" in result.stderr
 
 
+def test_preset_defaults_give_way_to_flags():
+    from training import train
+
+    cfg = train.config_from_args(train.parse_args(["pixelcnn_mnist"]))
+    assert (cfg.epochs, cfg.dtype_policy, cfg.ema_momentum) == (24, "mixed_bfloat16", 0.9995)
+    args = ["pixelcnn_mnist", "--epochs", "2", "--dtype_policy", "float32", "--ema_momentum", "0"]
+    cfg = train.config_from_args(train.parse_args(args))
+    assert (cfg.epochs, cfg.dtype_policy, cfg.ema_momentum) == (2, "float32", None)
+    cfg = train.config_from_args(train.parse_args(["vae_mnist"]))
+    assert (cfg.dtype_policy, cfg.ema_momentum) == ("float32", None)
+
+
 def test_set_replaces_model_arguments_as_json_values():
     from training import train
 

@@ -39,14 +39,15 @@ def parse_args(argv=None):
     p.add_argument("--train_examples", type=int, help="use only the first N training images")
     p.add_argument("--jit_compile", action="store_true", help="XLA-compile the train step")
     p.add_argument("--dtype_policy", choices=config_lib.DTYPE_POLICIES,
-                   help="precision policy (default float32); weights stay float32")
+                   help="precision policy (default: the preset's, else float32); weights stay float32")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--init_from", metavar="PATH",
                    help="start from the weights of a run folder, .keras file or exported version "
                         "(fine-tuning, e.g. exported/vae_mnist/1); the architecture must match")
     p.add_argument("--ema_momentum", type=float, metavar="M",
                    help="validate, checkpoint and finish with an exponential moving average of "
-                        "the weights (Polyak averaging), e.g. 0.999; not for the adversarial family")
+                        "the weights (Polyak averaging), e.g. 0.999; 0 turns off a preset's; "
+                        "not for the adversarial family")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a model argument, e.g. --set latent_dim=32 (repeatable)")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar, 2 a line per epoch")
@@ -59,7 +60,7 @@ def config_from_args(args):
     from zoo import adversarial, registry
 
     preset = registry.get_preset(args.preset)
-    if args.ema_momentum is not None and issubclass(preset.model, adversarial.GAN):
+    if args.ema_momentum and issubclass(preset.model, adversarial.GAN):
         raise ValueError(f"--ema_momentum is for one-optimizer models; {args.preset} is adversarial "
                          "(two optimizers)")
     values = config_lib.defaults_for(args.preset)
@@ -67,6 +68,8 @@ def config_from_args(args):
         value = getattr(args, field.name, None)
         if value is not None and field.name != "preset":
             values[field.name] = value
+    if values.get("ema_momentum") == 0:
+        values["ema_momentum"] = None
     values.setdefault("output_dir", str(pathlib.Path("runs") / args.preset))
     overrides = config_lib.parse_overrides(args.set)
     values["model_overrides"] = tuple(sorted(overrides.items()))

@@ -71,7 +71,7 @@ PRESETS = {
     ),
     "pixelcnn_mnist": Preset(
         autoregressive.GatedPixelCNN, "mnist", "binary",
-        dict(_MNIST, filters=32, num_blocks=7, likelihood="bernoulli"),
+        dict(_MNIST, filters=32, num_blocks=7, kernel_size=5, likelihood="bernoulli"),
         description="Gated PixelCNN, Bernoulli pixels, binarized MNIST",
     ),
     "pixelcnn_fashion_mnist": Preset(
