@@ -360,10 +360,10 @@ def model_card(name, model, preset, results, train_info, command, version=None):
                   f"Made with `python -m training.visualize {name}`:", ""]
         for png, caption in [("samples.png", "samples"),
                              ("sample_means.png", "their means E[x|z]"),
-                             ("reconstructions.png", "test digits (odd columns) and reconstructions"),
+                             ("reconstructions.png", "test images (odd columns) and reconstructions"),
                              ("interpolation.png", "images along straight lines in the latent space"),
                              ("manifold.png", "the 2-d latent space over Gaussian quantiles"),
-                             ("completions.png", "occluded test digits (bottom half hidden) and "
+                             ("completions.png", "occluded test images (bottom half hidden) and "
                               "completions sampled from the model")]:
             if (pathlib.Path(__file__).resolve().parent.parent / pictures / png).exists():
                 lines += [f"![{caption}](../../{pictures / png})", ""]
