@@ -78,7 +78,8 @@ PRESET_DEFAULTS = {
     # kernel 5 (zoo/registry.py), bfloat16 compute, Polyak averaging
     "pixelcnn_mnist": dict(epochs=24, batch_size=64, learning_rate=1e-3, ema_momentum=0.9995,
                            dtype_policy="mixed_bfloat16"),
-    "pixelcnn_fashion_mnist": dict(epochs=5, batch_size=64, learning_rate=1e-3),
+    "pixelcnn_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=1e-3, ema_momentum=0.999,
+                                   dtype_policy="mixed_bfloat16"),
     # GANs: constant learning rates; Adam as in Radford et al. 2016 (sec. 4) and
     # Gulrajani et al. 2017 (Algorithm 1).
     "dcgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,

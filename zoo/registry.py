@@ -76,7 +76,7 @@ PRESETS = {
     ),
     "pixelcnn_fashion_mnist": Preset(
         autoregressive.GatedPixelCNN, "fashion_mnist", "uint8",
-        dict(_MNIST, filters=32, num_blocks=7, likelihood="logistic_mixture"),
+        dict(_MNIST, filters=32, num_blocks=7, kernel_size=5, likelihood="logistic_mixture"),
         description="Gated PixelCNN with PixelCNN++'s discretized logistic mixture, 8-bit Fashion-MNIST",
     ),
     "dcgan_mnist": Preset(
