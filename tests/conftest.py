@@ -14,6 +14,18 @@ if "GENZOO_DATA_DIR" not in os.environ and _SHARED.is_dir():
     os.environ["GENZOO_DATA_DIR"] = str(_SHARED)
 
 
+@pytest.fixture(autouse=True)
+def _same_random_state():
+    """Every test starts from one random state (Python, NumPy, TensorFlow, Keras).
+
+    Layers initialise their weights from the global state, so without this a
+    test's figures would depend on the tests that ran before it.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+
+
 def run_module(module, *args, env=None, timeout=600, check=True, cwd=ROOT):
     """Runs ``python -m module args`` from the repository root; returns the result."""
     full_env = dict(os.environ, **(env or {}))

@@ -79,11 +79,19 @@ def test_saves_reloads_and_recompiles_with_both_optimizers(tmp_path):
 
 
 def test_minibatch_features_see_the_batch_but_served_scores_do_not():
+    rng = np.random.default_rng(0)
     layer = adversarial.MinibatchDiscrimination(kernels=4, dims=3)
+    layer.build((None, 6))
+    tensor = (rng.normal(size=(6, 12)) * 0.05).astype(np.float32)  # fixed, not the random init
+    layer.tensor.assign(tensor)
     same = layer(tf.ones([4, 6]))[:, 6:]
-    varied = layer(tf.constant(np.random.default_rng(0).normal(size=(4, 6)) * 10, tf.float32))[:, 6:]
     np.testing.assert_allclose(same, 1.0, rtol=1e-5)  # all three neighbours identical
-    assert float(tf.reduce_max(varied)) < 0.3
+    x = (rng.normal(size=(4, 6)) * 10).astype(np.float32)
+    varied = layer(tf.constant(x))[:, 6:].numpy()
+    m = (x @ tensor).reshape(4, 4, 3)  # o_b(i) of Salimans et al. 2016, sec. 3.2, by hand
+    l1 = np.abs(m[:, None] - m[None, :]).sum(-1)
+    np.testing.assert_allclose(varied, (np.exp(-l1).sum(1) - 1.0) / 3, rtol=1e-4, atol=1e-6)
+    assert varied.max() < 0.5  # spread-out examples are far from their neighbours
     std = adversarial.MinibatchStddev()(tf.constant([[[[1.0]]], [[[3.0]]]]))
     np.testing.assert_allclose(std[..., 1], 1.0, rtol=1e-4)
 
