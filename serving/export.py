@@ -5,64 +5,32 @@
 writes ``<base_dir>/<preset>/<version>/`` with every serving endpoint of the
 model as a signature (the first is also ``serving_default``), warmup requests
 in ``assets.extra/`` and, in ``genzoo/``, the Keras config and run record
-(the weights are stored once, in the SavedModel's variables; ``load_keras``
-rebuilds the trainable Keras model from the two).
+(the weights are stored once, in the SavedModel's variables; ``zoo.saving``
+owns that layout and rebuilds the trainable Keras model from the two).
 The version folder is written under a hidden temporary name and renamed into
 place, so a half-written version is never visible to a server; an existing
 version is never overwritten. ``<base_dir>/models.config`` gains the preset.
 """
 import argparse
-import json
 import os
 import pathlib
 import shutil
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from zoo import saving
 
 WARMUP_FILE = "tf_serving_warmup_requests"
-KERAS_CONFIG = "keras_config.json"  # zoo.registry.KERAS_CONFIG
-
-
-def load_trained(path):
-    """The Keras model at ``path``: a run folder, a .keras file or an exported version."""
-    import keras
-
-    import zoo.registry  # noqa: F401  (registers the zoo's classes)
-
-    path = pathlib.Path(path)
-    if path.is_dir() and (path / "genzoo" / KERAS_CONFIG).exists():
-        from zoo import registry
-
-        return in_float32(registry.load_keras(path))
-    file = path / "model.keras" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"No Keras model at {file} (give a run folder or a .keras file)")
-    try:
-        return in_float32(keras.saving.load_model(file))
-    except Exception as err:
-        raise ValueError(f"{file} is not a loadable Keras model: {err}") from err
-
-
-def in_float32(model):
-    """``model`` computing in float32, whatever precision policy it was trained under.
-
-    A run trained with ``--dtype_policy mixed_bfloat16`` keeps float32 weights
-    but computes in bfloat16; evaluation and export want exact log-likelihoods
-    and outputs that do not depend on how the model was trained, so every
-    layer is set back to float32 before anything is traced.
-    """
-    for layer in model._flatten_layers(include_self=True):
-        if layer.dtype_policy.name != "float32":
-            layer.dtype_policy = "float32"
-    return model
 
 
 def _example_inputs(specs, rows=2):
     """Small valid inputs for warmup: zeros, with seeds 0..rows-1."""
-    import numpy as np
-
     inputs = {}
     for spec in specs:
         shape = [rows] + [int(d) for d in spec.shape[1:]]
@@ -76,9 +44,6 @@ def _example_inputs(specs, rows=2):
 
 def write_warmup(path, model_name, endpoints):
     """Writes TF Serving warmup records (PredictionLog) for every endpoint."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
@@ -96,9 +61,6 @@ def write_warmup(path, model_name, endpoints):
 
 def add_to_models_config(base_dir, name):
     """Adds ``name`` to ``base_dir/models.config`` (TF Serving's text format)."""
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
     path = pathlib.Path(base_dir) / "models.config"
     config = model_server_config_pb2.ModelServerConfig()
     if path.exists():
@@ -125,8 +87,6 @@ def write_saved_model(model, endpoints, path):
     the Keras objects around them: TF Serving's session-based loader (and
     TF1's) can only bind captured variables that the SavedModel tracks directly.
     """
-    import tensorflow as tf
-
     module = tf.Module()
     signatures, captured = {}, {}
     for name, (fn, specs) in endpoints.items():
@@ -136,9 +96,10 @@ def write_saved_model(model, endpoints, path):
             captured.setdefault(id(variable), variable)
         setattr(module, name, function)
         signatures[name] = concrete
-    # The model's weights first, in model.weights order, so load_keras can find them.
-    module.model_weights = [w.value for w in model.weights]
-    known = {id(v) for v in module.model_weights}
+    # The model's weights first, in model.weights order, so saving.load_keras can find them.
+    weights = [w.value for w in model.weights]
+    setattr(module, saving.WEIGHTS, weights)
+    known = {id(v) for v in weights}
     module.captured_variables = [v for k, v in captured.items() if k not in known]
     signatures["serving_default"] = next(iter(signatures.values()))
     tf.saved_model.save(module, str(path), signatures=signatures)
@@ -162,13 +123,11 @@ def export(model, base_dir, name=None, version=None, log_prob_samples=100, run_d
         log_prob_samples: k of the IWAE bound behind latent models' ``log_prob``.
         run_dir: training folder whose ``train_info.json`` travels along.
     """
-    import keras
-
     name = name or model.name
     model = inference_copy(model)
     model_dir = pathlib.Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
-    existing = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+    existing = saving.versions(name, base_dir)
     version = int(version) if version is not None else max(existing, default=0) + 1
     if version < 1:
         raise ValueError(f"version must be >= 1, got {version}")
@@ -182,15 +141,8 @@ def export(model, base_dir, name=None, version=None, log_prob_samples=100, run_d
         target = tmp / "model"
         write_saved_model(model, endpoints, target)
         write_warmup(target / "assets.extra" / WARMUP_FILE, name, endpoints)
-        extra = target / "genzoo"
-        extra.mkdir()
-        config = keras.saving.serialize_keras_object(model)
-        config.pop("compile_config", None)
-        (extra / KERAS_CONFIG).write_text(json.dumps(config, indent=2))
         info = {"model": name, "version": version, "log_prob_samples": log_prob_samples}
-        if run_dir and (pathlib.Path(run_dir) / "train_info.json").exists():
-            shutil.copy(pathlib.Path(run_dir) / "train_info.json", extra / "train_info.json")
-        (extra / "export_info.json").write_text(json.dumps(info, indent=2))
+        saving.write_genzoo_files(model, target, info, run_dir)
         os.replace(target, final)  # atomic on one file system
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,7 +160,7 @@ def main(argv=None):
                    help="k of the IWAE bound served by log_prob (latent models)")
     args = p.parse_args(argv)
     try:
-        model = load_trained(args.model)
+        model = saving.load_trained(args.model)
         run_dir = args.model if pathlib.Path(args.model).is_dir() else None
         path = export(model, args.base_dir, args.name, args.version, args.log_prob_samples, run_dir)
     except (FileNotFoundError, FileExistsError, ValueError) as err:

@@ -13,14 +13,18 @@ per epoch), ``history.csv`` and ``train_info.json``.
 import argparse
 import dataclasses
 import json
-import os
 import pathlib
 import shlex
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import tensorflow as tf
 
-from training import config as config_lib  # noqa: E402
+from training import callbacks as cb
+from training import config as config_lib
+from training import data
+from training import strategy as strategy_lib
+from zoo import registry, saving
 
 
 def parse_args(argv=None):
@@ -57,10 +61,8 @@ def parse_args(argv=None):
 
 
 def config_from_args(args):
-    from zoo import adversarial, registry
-
     preset = registry.get_preset(args.preset)
-    if args.ema_momentum and issubclass(preset.model, adversarial.GAN):
+    if args.ema_momentum and preset.model.family == "adversarial":
         raise ValueError(f"--ema_momentum is for one-optimizer models; {args.preset} is adversarial "
                          "(two optimizers)")
     values = config_lib.defaults_for(args.preset)
@@ -78,8 +80,6 @@ def config_from_args(args):
 
 def _optimizer(cfg, updates):
     """The run's optimizer; ``updates``: how many times it will be applied in all."""
-    import keras
-
     ema = dict(use_ema=True, ema_momentum=cfg.ema_momentum) if cfg.ema_momentum else {}
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(cfg.learning_rate, **ema)
@@ -93,7 +93,7 @@ def _optimizer(cfg, updates):
 def compile_model(model, cfg, steps_per_epoch):
     """Compiles ``model``: one optimizer, or one per player for the adversarial family."""
     updates = cfg.epochs * steps_per_epoch
-    if hasattr(model, "discriminator"):
+    if model.family == "adversarial":
         model.compile(d_optimizer=_optimizer(cfg, updates * getattr(model, "d_steps", 1)),
                       g_optimizer=_optimizer(cfg, updates), jit_compile=cfg.jit_compile)
     else:
@@ -104,14 +104,6 @@ class InitFromError(ValueError):
     """``--init_from`` names no loadable model, or one of another architecture."""
 
 
-def architecture(model):
-    """(class name, config without name, trainable and dtype): what two models must share
-    for one's weights to fit the other; the model card prints the config."""
-    config = model.get_config()
-    return type(model).__name__, {k: v for k, v in config.items()
-                                  if k not in ("name", "trainable", "dtype")}
-
-
 def initialize_from(model, path):
     """Copies the weights of the model at ``path`` into ``model``; returns its training record.
 
@@ -119,35 +111,20 @@ def initialize_from(model, path):
     (``train_info.json`` beside it, or None) goes into the new run's record so
     that a model card can say what the model was trained on before.
     """
-    from serving import export
-
     try:
-        source = export.load_trained(path)
+        source = saving.load_trained(path)
     except (FileNotFoundError, ValueError) as err:
         raise InitFromError(f"--init_from {path}: {err}") from err
-    have, want = architecture(source), architecture(model)
+    have, want = saving.architecture(source), saving.architecture(model)
     if have != want:
         raise InitFromError(f"--init_from {path} holds {have}, but this run builds {want}: "
                             "the architectures must match")
     model.set_weights(source.get_weights())
-    path = pathlib.Path(path)
-    for info in (path / "train_info.json", path / "genzoo" / "train_info.json",
-                 path.parent / "train_info.json"):
-        if info.is_file():
-            return json.loads(info.read_text())
-    return None
+    return saving.train_info(path)
 
 
 def train(cfg, verbose=1):
     """Runs ``cfg`` to completion (resuming a killed run); returns the History."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from training import callbacks as cb
-    from training import data, strategy as strategy_lib
-    from zoo import registry
-
     strategy = strategy_lib.make(cfg.strategy, cfg.cpu_devices)
     _, task_index, is_chief = strategy_lib.worker_info()
     keras.utils.set_random_seed(cfg.seed)
@@ -173,7 +150,7 @@ def train(cfg, verbose=1):
     reference = None
     for batch in data.load(preset.dataset, "test", "uint8", 64, labels=False,
                            data_dir=cfg.data_dir).take(1):
-        reference = batch.numpy().astype(np.uint8)
+        reference = batch.numpy().astype("uint8")
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(cfg.dtype_policy)  # layers take it when built
@@ -245,8 +222,6 @@ def main(argv=None):
         cfg = config_from_args(args)
     except (KeyError, ValueError) as err:
         sys.exit(f"error: {err.args[0]}")
-    from training import data
-
     out = pathlib.Path(cfg.output_dir)
     finished = (out / "train_info.json").exists() and not (out / "backup").exists()
     if finished and not args.overwrite:

@@ -119,7 +119,7 @@ def _one_hot(labels, num_classes, dtype):
 
 
 @keras.saving.register_keras_serializable(package="genzoo")
-class GAN(keras.Model):
+class GAN(steps.ZooModel):
     """A GAN with DCGAN networks, trained by alternating updates.
 
     Generator: Dense -> (s/4, s/4, 4f) -> two stride-2 transposed convolutions
@@ -165,6 +165,10 @@ class GAN(keras.Model):
         Mirza & Osindero 2014, "Conditional Generative Adversarial Nets".
     """
 
+    family = "adversarial"
+    serving_note = ("`generate(latents)` maps z to images, `sample(seed)` draws z ~ N(0, I) per "
+                    "row; `discriminate(images)` returns D's logits, each image scored alone.")
+
     def __init__(self, image_shape=(28, 28, 1), latent_dim=64, filters=64, loss="non_saturating",
                  d_steps=None, gp_weight=10.0, num_classes=0, minibatch="none", architecture="dcgan",
                  seed=0, **kwargs):
@@ -202,6 +206,16 @@ class GAN(keras.Model):
 
     def _create_state(self):
         """Subclasses add their variables and trackers here (before the model is built)."""
+
+    @property
+    def objective(self):
+        """The name of the game the model trains under (a GAN loss, or BEGAN)."""
+        return self.loss_kind
+
+    def describe(self):
+        return (f"{type(self).__name__} with DCGAN networks ({self.filters} base channels, "
+                f"{self.latent_dim}-d z ~ N(0, I)); loss {self.loss_kind}, {self.d_steps} "
+                f"discriminator step(s) per generator step; minibatch features: {self.minibatch}.")
 
     # --------------------------------------------------------------- networks
     def _make_mlp(self, inputs, outputs, name, minibatch=False):
@@ -325,9 +339,6 @@ class GAN(keras.Model):
         return [self.d_loss_tracker, self.g_loss_tracker, self.real_tracker, self.fake_tracker]
 
     # -------------------------------------------------------------- training
-    def _unpack(self, data):
-        return steps.unpack(data, self.num_classes, type(self).__name__)
-
     def _noise(self, real):
         """z ~ N(0, I) for a batch like ``real``, fresh per step and replica."""
         return tf.random.stateless_normal((tf.shape(real)[0], self.latent_dim), self._seed())
@@ -378,14 +389,14 @@ class GAN(keras.Model):
         return g_loss
 
     def train_step(self, data):
-        real, labels = self._unpack(data)
+        real, labels = self.unpack(data)
         for _ in range(self.d_steps):
             d_loss, d_real, d_fake = self._d_step(real, labels)
         g_loss = self._g_step(real, labels)
         return self._update(d_loss, g_loss, d_real, d_fake)
 
     def test_step(self, data):
-        real, labels = self._unpack(data)
+        real, labels = self.unpack(data)
         fake = self.generate(self._noise(real), labels)
         d_real = self.discriminate(real, labels)
         d_fake = self.discriminate(fake, labels)
@@ -403,21 +414,18 @@ class GAN(keras.Model):
     def _to_uint8(self, x):
         return tf.cast(tf.clip_by_value(tf.round((x + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
 
-    def _check_labels(self, label):
-        return contract.check_labels(label, self.num_classes)
-
     def serve_generate(self, latents, label=None):
-        return {"images": self._to_uint8(self.generate(latents, self._check_labels(label)))}
+        return {"images": self._to_uint8(self.generate(latents, self.check_labels(label)))}
 
     def serve_sample(self, seed, label=None):
         z = seeding.normal_rows(seed, [self.latent_dim])
-        return {"images": self._to_uint8(self.generate(z, self._check_labels(label))), "latents": z}
+        return {"images": self._to_uint8(self.generate(z, self.check_labels(label))), "latents": z}
 
     def serve_discriminate(self, images, label=None):
         """Logits of D, each image scored alone (minibatch features see a batch of one),
         so a row's score does not depend on the rest of the request."""
         x = tf.cast(images, tf.float32) / 127.5 - 1.0
-        label = self._check_labels(label)
+        label = self.check_labels(label)
         if self.minibatch == "none":
             return {"logits": self.discriminate(x, label)}
         rows = tf.expand_dims(x, 1)  # (B, 1, H, W, C): a batch of one per row
@@ -471,6 +479,8 @@ class BEGAN(GAN):
             kwargs.pop(fixed, None)
         super().__init__(loss="non_saturating", minibatch="none", d_steps=1, **kwargs)
 
+    objective = "BEGAN"
+
     def _create_state(self):
         self.k = self.add_weight(name="k_t", shape=(), initializer="zeros", trainable=False)
         self.convergence_tracker = keras.metrics.Mean(name="convergence")
@@ -508,7 +518,7 @@ class BEGAN(GAN):
         return super().metrics + [self.convergence_tracker, self.k_tracker]
 
     def train_step(self, data):
-        real, labels = self._unpack(data)
+        real, labels = self.unpack(data)
         z = self._noise(real)
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             fake = self.generate(z, labels, training=True)
@@ -534,7 +544,7 @@ class BEGAN(GAN):
         return self._update(d_loss, g_loss, -loss_real, -loss_fake_g)
 
     def test_step(self, data):
-        real, labels = self._unpack(data)
+        real, labels = self.unpack(data)
         fake = self.generate(self._noise(real), labels)
         loss_real = tf.reduce_mean(self.reconstruction_error(real, labels))
         loss_fake = tf.reduce_mean(self.reconstruction_error(fake, labels))

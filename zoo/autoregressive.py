@@ -98,12 +98,18 @@ class MaskedConv2D(keras.layers.Layer):
         return config
 
 
-class _Autoregressive(keras.Model):
-    """What PixelCNN and Gated PixelCNN share: inputs, exact NLL, train and test steps.
+class _Autoregressive(steps.OneOptimizerModel):
+    """What PixelCNN and Gated PixelCNN share: inputs, exact NLL, train and test steps,
+    the sampling loop, completion and the serving endpoints.
 
     Subclasses create their layers in ``_make_layers`` and map images (and
     labels) to likelihood parameters in ``params``.
     """
+
+    family = "autoregressive"
+    density = "exact"
+    serving_note = ("`log_prob` is the exact log-likelihood; `complete(images, mask, seed)` keeps "
+                    "the pixels where mask != 0 and samples the others in raster order.")
 
     def __init__(self, image_shape, filters, num_blocks, likelihood, first_kernel_size,
                  num_classes=0, **kwargs):
@@ -124,47 +130,31 @@ class _Autoregressive(keras.Model):
         config = super().get_config()
         config.update(image_shape=list(self.image_shape), filters=self.filters,
                       num_blocks=self.num_blocks, likelihood=self.likelihood,
-                      first_kernel_size=self.first_kernel_size)
+                      first_kernel_size=self.first_kernel_size, **self._layer_config(),
+                      num_classes=self.num_classes)
         return config
+
+    def _layer_config(self):
+        """The subclass's own constructor arguments, for ``get_config``."""
+        return {}
 
     @property
     def metrics(self):
         return [self.loss_tracker, self.bpd_tracker]
 
-    def _split(self, inputs):
-        """(x, labels) from images or {"images", "labels"}."""
-        return steps.unpack(inputs, self.num_classes, type(self).__name__)
-
     def call(self, inputs, training=False):
         """Likelihood parameters of every pixel given the pixels before it: (B, H, W, C*P)."""
-        x, labels = self._split(inputs)
+        x, labels = self.unpack(inputs)
         return self.params(self.pixel_likelihood.network_input(x), labels)
 
     def log_prob(self, inputs):
         """Exact log p(x) in nats per image: (B,)."""
-        x, _ = self._split(inputs)
+        x, _ = self.unpack(inputs)
         return self.pixel_likelihood.distribution(self(inputs)).log_prob(x)
 
-    def _terms(self, data):
+    def step_terms(self, data, training):
         nll = -tf.reduce_mean(self.log_prob(data))
-        return nll, nll / (math.prod(self.image_shape) * math.log(2.0))
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            nll, bpd = self._terms(data)
-            loss = steps.replica_loss(self.optimizer, nll)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._update(nll, bpd)
-
-    def test_step(self, data):
-        return self._update(*self._terms(data))
-
-    def _update(self, nll, bpd):
-        self.loss_tracker.update_state(nll)
-        self.bpd_tracker.update_state(bpd)
-        return steps.strategy_logs(
-            {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()})
+        return {"loss": nll, "bits_per_dim": likelihoods.bits_per_dim(nll, self.image_shape)}
 
     # -------------------------------------------------------------- sampling
     def _start(self, seed, images=None, mask=None):
@@ -221,24 +211,21 @@ class _Autoregressive(keras.Model):
         return self.sample_naive(seed, labels, images, mask)
 
     # --------------------------------------------------------------- serving
-    def _check_labels(self, label):
-        return contract.check_labels(label, self.num_classes)
-
     def serve_sample(self, seed, label=None):
-        x = self.sample(seed, self._check_labels(label))
+        x = self.sample(seed, self.check_labels(label))
         return {"images": self.pixel_likelihood.to_uint8(x)}
 
     def serve_complete(self, images, mask, seed, label=None):
-        x = self.sample(seed, self._check_labels(label), images, mask)
+        x = self.sample(seed, self.check_labels(label), images, mask)
         return {"images": self.pixel_likelihood.to_uint8(x)}
 
     def serve_log_prob(self, images, label=None):
         lik = self.pixel_likelihood
         x = lik.from_uint8(images)
-        params = self.params(lik.network_input(x), self._check_labels(label))
+        params = self.params(lik.network_input(x), self.check_labels(label))
         log_prob = lik.distribution(params).log_prob(x)
         return {"log_prob": log_prob,
-                "bits_per_dim": -log_prob / (math.prod(self.image_shape) * math.log(2.0))}
+                "bits_per_dim": likelihoods.bits_per_dim(-log_prob, self.image_shape)}
 
     def serving_endpoints(self, **options):
         """{name: (function, input specs)}: sample (serving_default), log_prob, complete."""
@@ -265,15 +252,27 @@ class PixelCNN(_Autoregressive):
         num_blocks: residual blocks.
         likelihood: "bernoulli" (binarized images) or "categorical" (256 levels).
         first_kernel_size: k of the first (mask "A") layer; the paper uses 7.
+        num_classes: > 0 makes the model class-conditional (input {"images", "labels"}):
+            each residual block adds a learned vector of the one-hot label to its
+            masked convolution's input, the same at every pixel.
 
     References:
         van den Oord et al. 2016, "Pixel Recurrent Neural Networks", sec. 3.4-3.5,
-        fig. 5 (residual blocks), table 4 (binarized MNIST).
+        fig. 5 (residual blocks), table 4 (binarized MNIST). The label term
+        follows "Conditional Image Generation with PixelCNN Decoders", eq. (4).
     """
 
     def __init__(self, image_shape=(28, 28, 1), filters=64, num_blocks=7, likelihood="bernoulli",
-                 first_kernel_size=7, **kwargs):
-        super().__init__(image_shape, filters, num_blocks, likelihood, first_kernel_size, **kwargs)
+                 first_kernel_size=7, num_classes=0, **kwargs):
+        super().__init__(image_shape, filters, num_blocks, likelihood, first_kernel_size,
+                         num_classes, **kwargs)
+
+    def describe(self):
+        k = self.first_kernel_size
+        return (f"a {k}x{k} mask-A convolution, {self.num_blocks} residual blocks of mask-B "
+                f"convolutions ({self.filters} channels), two 1x1 mask-B layers -> "
+                f"{self.likelihood} pixels; naive sampling."
+                + (f" Conditioned on {self.num_classes} classes." if self.num_classes else ""))
 
     def _make_layers(self):
         colors = self.image_shape[-1]
@@ -285,6 +284,8 @@ class PixelCNN(_Autoregressive):
              MaskedConv2D(self.filters, 1, "B", colors, name=f"block{i}_out")]
             for i in range(self.num_blocks)
         ]
+        self.label_terms = [keras.layers.Dense(half, use_bias=False, name=f"block{i}_label")
+                            for i in range(self.num_blocks if self.num_classes else 0)]
         self.head = [
             MaskedConv2D(self.filters, 1, "B", colors, activation="relu", name="head1"),
             MaskedConv2D(colors * self.pixel_likelihood.params_per_channel, 1, "B", colors,
@@ -299,13 +300,19 @@ class PixelCNN(_Autoregressive):
             block[0].build(shape)
             block[1].build(shape[:-1] + (self.filters // 2,))
             block[2].build(shape[:-1] + (self.filters // 2,))
+        for layer in self.label_terms:
+            layer.build((None, self.num_classes))
         self.head[0].build(shape)
         self.head[1].build(shape)
 
     def params(self, h, labels=None):
         h = self.first(h)
-        for block in self.blocks:
-            h = h + block[2](block[1](block[0](tf.nn.relu(h))))
+        onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes) if self.num_classes else None
+        for i, block in enumerate(self.blocks):
+            mid = block[0](tf.nn.relu(h))  # (B, H, W, filters / 2)
+            if self.num_classes:
+                mid = mid + tf.cast(self.label_terms[i](onehot), mid.dtype)[:, None, None, :]
+            h = h + block[2](block[1](mid))
         return tf.cast(self.head[1](self.head[0](tf.nn.relu(h))), tf.float32)  # float32 likelihood
 
 
@@ -495,10 +502,18 @@ class GatedPixelCNN(_Autoregressive):
         self.out1.build(shape[:-1] + (self.filters,))
         self.out2.build(shape[:-1] + (self.filters,))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(kernel_size=self.kernel_size, num_classes=self.num_classes)
-        return config
+    def _layer_config(self):
+        return {"kernel_size": self.kernel_size}
+
+    def describe(self):
+        k = self.first_kernel_size
+        return (f"a {k}x{k} gated block with mask A, then {self.num_blocks} gated blocks "
+                f"({self.kernel_size}x{self.kernel_size}, {self.filters} channels per stack: "
+                "vertical and horizontal stacks, tanh x sigmoid gates, residual and skip "
+                f"connections), ReLU and two 1x1 convolutions on the summed skips -> "
+                f"{self.likelihood} pixels. Sampling: the fast row-wise sampler "
+                "(`GatedPixelCNN.sample`), which draws the same images as the naive one."
+                + (f" Conditioned on {self.num_classes} classes." if self.num_classes else ""))
 
     def params(self, h, labels=None):
         v = h

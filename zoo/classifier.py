@@ -11,7 +11,7 @@ from zoo import contract, steps
 
 
 @keras.saving.register_keras_serializable(package="genzoo")
-class Classifier(keras.Model):
+class Classifier(steps.OneOptimizerModel):
     """A CNN classifier: two conv blocks (2 x 3x3 conv, max-pool, dropout), a dense
     feature layer, softmax over classes.
 
@@ -22,6 +22,9 @@ class Classifier(keras.Model):
         feature_dim: size of the feature layer (the metrics' embedding).
         dropout: rate after each block and the feature layer.
     """
+
+    family = "classifier"
+    serving_note = "`classify` returns logits, probabilities and classes; `features` the embedding."
 
     def __init__(self, image_shape=(28, 28, 1), num_classes=10, filters=32, feature_dim=128,
                  dropout=0.25, **kwargs):
@@ -66,27 +69,24 @@ class Classifier(keras.Model):
         """Class logits (B, num_classes)."""
         return self.head(self.features(x, training), training=training)
 
-    def _step_values(self, data, training):
+    def describe(self):
+        return (f"two blocks of two 3x3 convolutions ({self.filters}, {2 * self.filters} "
+                f"channels, ReLU), max-pooling and dropout {self.dropout}; a {self.feature_dim}-d "
+                f"ReLU feature layer (the sample metrics' embedding); softmax over "
+                f"{self.num_classes} classes.")
+
+    def step_terms(self, data, training):
+        if not isinstance(data, dict) or "labels" not in data:
+            raise ValueError('Classifier trains on {"images": ..., "labels": ...}')
         x, labels = tf.cast(data["images"], tf.float32), data["labels"]
         logits = self(x, training=training)
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits,
                                                                            from_logits=True))
-        return loss, labels, logits
+        return {"loss": loss, "labels": labels, "logits": logits}
 
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            loss, labels, logits = self._step_values(data, True)
-            scaled = steps.replica_loss(self.optimizer, loss)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._update(loss, labels, logits)
-
-    def test_step(self, data):
-        return self._update(*self._step_values(data, False))
-
-    def _update(self, loss, labels, logits):
-        self.loss_tracker.update_state(loss)
-        self.accuracy.update_state(labels, logits)
+    def update_metrics(self, terms):
+        self.loss_tracker.update_state(terms["loss"])
+        self.accuracy.update_state(terms["labels"], terms["logits"])
         return steps.strategy_logs({m.name: m.result() for m in self.metrics})
 
     # --------------------------------------------------------------- serving

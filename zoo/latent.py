@@ -19,8 +19,11 @@ def _mlp(units, activation, out_units, name):
     return keras.Sequential(stack + [keras.layers.Dense(out_units)], name=name)
 
 
-class _LatentModel(keras.Model):
+class _LatentModel(steps.OneOptimizerModel):
     """Shared encoder, decoder, data handling and serving endpoints.
+
+    ``describe`` and the card's serving note come from the subclass; every
+    latent model trains one loss (``loss_terms``) with one optimizer.
 
     Args:
         image_shape: (H, W, C) of the images.
@@ -88,11 +91,9 @@ class _LatentModel(keras.Model):
         )
         return config
 
-    # ----------------------------------------------------------------- data
-    def unpack(self, data):
-        """Returns (x, labels) from a tensor, a dict or a Keras (x, y) tuple."""
-        return steps.unpack(data, self.num_classes, type(self).__name__)
+    family = "latent"
 
+    # ----------------------------------------------------------------- data
     def _with_labels(self, h, labels):
         if not self.num_classes:
             return h
@@ -118,30 +119,18 @@ class _LatentModel(keras.Model):
         mean, _ = self.encode_moments(x, labels)
         return self.pixel_likelihood.mean(self.decoder_params(mean, labels))
 
-    def test_step(self, data):
+    def step_terms(self, data, training):
         x, labels = self.unpack(data)
-        return self._update_metrics(self.loss_terms(x, labels, training=False))
+        return self.loss_terms(x, labels, training=training)
 
-    def train_step(self, data):
-        x, labels = self.unpack(data)
-        with tf.GradientTape() as tape:
-            terms = self.loss_terms(x, labels, training=True)
-            loss = steps.replica_loss(self.optimizer, terms["loss"])
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_metrics(terms)
-
-    def _update_metrics(self, terms):
-        for tracker in self.metrics:
-            tracker.update_state(terms[tracker.name])
-        return steps.strategy_logs({tracker.name: tracker.result() for tracker in self.metrics})
+    def describe(self):
+        return (f"MLP encoder {list(self.hidden_units)} -> {self._code_text()} "
+                f"{self.latent_dim}-d code; MLP decoder {list(reversed(self.hidden_units))} "
+                f"-> {self.likelihood} pixels{self._prior_text()}.")
 
     # --------------------------------------------------------------- serving
     def _specs(self):
         return contract.specs(self.image_shape, self.latent_dim)
-
-    def _check_labels(self, label):
-        return contract.check_labels(label, self.num_classes)
 
     def _image_outputs(self, params):
         lik = self.pixel_likelihood
@@ -152,15 +141,15 @@ class _LatentModel(keras.Model):
 
     def serve_encode(self, images, label=None):
         x = self.pixel_likelihood.from_uint8(images)
-        mean, stddev = self.encode_moments(x, self._check_labels(label))
+        mean, stddev = self.encode_moments(x, self.check_labels(label))
         return {"mean": mean, "stddev": stddev}
 
     def serve_decode(self, latents, label=None):
-        return self._image_outputs(self.decoder_params(latents, self._check_labels(label)))
+        return self._image_outputs(self.decoder_params(latents, self.check_labels(label)))
 
     def serve_reconstruct(self, images, seed, label=None):
         x = self.pixel_likelihood.from_uint8(images)
-        label = self._check_labels(label)
+        label = self.check_labels(label)
         mean, stddev = self.encode_moments(x, label)
         z = mean + stddev * seeding.normal_rows(seed, [self.latent_dim])
         return self._image_outputs(self.decoder_params(z, label))
@@ -188,6 +177,15 @@ class Autoencoder(_LatentModel):
         Hinton & Salakhutdinov 2006, "Reducing the Dimensionality of Data with
         Neural Networks" (here shallow MLPs trained end to end with Adam).
     """
+
+    serving_note = ("`encode` returns the code as `mean` (and a zero `stddev`), `decode` maps "
+                    "codes to images; without a prior the model neither samples nor scores images.")
+
+    def _code_text(self):
+        return "a deterministic"
+
+    def _prior_text(self):
+        return ""
 
     def encode_moments(self, x, labels=None):
         code = self.encoder_output(x, labels)
@@ -225,6 +223,11 @@ class VAE(_LatentModel):
         Burda et al. 2016, "Importance Weighted Autoencoders", eq. (8).
     """
 
+    density = "bound"
+    serving_note = ("`log_prob` returns the IWAE bound with the k recorded in "
+                    "`genzoo/export_info.json` of the version folder, with fixed noise (so it is "
+                    "deterministic).")
+
     def __init__(self, beta=1.0, kl_warmup_steps=0, **kwargs):
         self.beta = float(beta)
         self.kl_warmup_steps = int(kl_warmup_steps)
@@ -237,6 +240,12 @@ class VAE(_LatentModel):
 
     def _encoder_outputs(self):
         return 2 * self.latent_dim
+
+    def _code_text(self):
+        return "diagonal Gaussian q(z|x) over a"
+
+    def _prior_text(self):
+        return "; prior N(0, I)"
 
     def get_config(self):
         config = super().get_config()
@@ -273,10 +282,23 @@ class VAE(_LatentModel):
         step = tf.cast(self.optimizer.iterations, tf.float32)
         return self.beta * tf.minimum(1.0, (step + 1.0) / self.kl_warmup_steps)
 
+    def _posterior_seed(self, training):
+        """The seed of the loss's draw z ~ q(z|x).
+
+        Training folds the optimizer step and the replica into the generator's
+        draw (``seeding.training_seed``, as the GAN does), so replicas draw
+        different noise and a resumed run does not replay its first steps'
+        (a stateless (2,) seed). Evaluation keeps the generator's own stream
+        (a stateful scalar seed for TFP), so a model card's test ELBO reproduces.
+        """
+        if training:
+            seed = seeding.training_seed(self.seed_generator, self.optimizer.iterations)
+            return tf.cast(seed % (2**31 - 1), tf.int32)  # TFP's stateless seeds are int32
+        return tf.cast(self.seed_generator.next() % (2**31 - 1), tf.int32)
+
     def loss_terms(self, x, labels=None, training=False):
         q = self.posterior(x, labels)
-        seed = tf.cast(self.seed_generator.next() % (2**31 - 1), tf.int32)
-        z = q.sample(seed=seed)  # reparameterized, (B, D)
+        z = q.sample(seed=self._posterior_seed(training))  # reparameterized, (B, D)
         params = self.decoder_params(z, labels)
         rec = -self.pixel_likelihood.distribution(params).log_prob(x)  # (B,)
         kl = tfd.kl_divergence(q, self.prior())  # (B,)
@@ -336,7 +358,7 @@ class VAE(_LatentModel):
 
     # --------------------------------------------------------------- serving
     def serve_sample(self, seed, label=None):
-        label = self._check_labels(label)
+        label = self.check_labels(label)
         z_seed, x_seed = seeding.split_rows(seed, 2)
         z = seeding.normal_rows(z_seed, [self.latent_dim])
         params = self.decoder_params(z, label)
@@ -351,11 +373,11 @@ class VAE(_LatentModel):
     def serve_log_prob(self, images, label=None, num_samples=100):
         x = self.pixel_likelihood.from_uint8(images)
         log_prob = self.iwae_log_prob(
-            x, self._check_labels(label), num_samples=num_samples, chunk_size=50
+            x, self.check_labels(label), num_samples=num_samples, chunk_size=50
         )
         return {
             "log_prob": log_prob,
-            "bits_per_dim": -log_prob / (self.num_pixels * math.log(2.0)),
+            "bits_per_dim": likelihoods.bits_per_dim(-log_prob, self.image_shape),
         }
 
     def serving_endpoints(self, log_prob_samples=100, **options):

@@ -4,10 +4,17 @@ A likelihood turns a network's raw output (``params``, shape (B, H, W, C * P))
 into a TFP distribution over whole images, and converts between the serving
 format (uint8, 0..255) and the form the model trains on.
 """
+import math
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+
+
+def bits_per_dim(nll, image_shape):
+    """Bits per dimension of ``nll`` (nats per image, a tensor or a float): NLL / (H W C ln 2)."""
+    return nll / (math.prod(image_shape) * math.log(2.0))
 
 
 def _softmax(logits):

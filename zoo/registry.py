@@ -4,13 +4,10 @@ A preset names a model class, its keyword arguments and the data it is made for
 (``<model>_<dataset>``). Training settings live in ``training/config.py``.
 """
 import dataclasses
-import json
-import os
-import pathlib
 
-from zoo import adversarial, autoregressive, classifier, latent
+import tensorflow as tf
 
-KERAS_CONFIG = "keras_config.json"  # written by serving.export beside the SavedModel
+from zoo import adversarial, autoregressive, classifier, latent, saving
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,59 +133,8 @@ def build(name, **overrides):
     return preset.model(**{**preset.kwargs, **overrides}, name=name)
 
 
-def exported_dir():
-    """The zoo's export folder: $GENZOO_EXPORTED_DIR or the repository's exported/."""
-    default = pathlib.Path(__file__).resolve().parent.parent / "exported"
-    return pathlib.Path(os.environ.get("GENZOO_EXPORTED_DIR", default))
-
-
-def versions(name, base=None):
-    """Numeric versions exported for ``name``, ascending."""
-    folder = pathlib.Path(base or exported_dir()) / name
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
-
-
-def version_path(name, version=None, base=None):
-    """Folder of an exported version (the latest when ``version`` is None)."""
-    get_preset(name)
-    found = versions(name, base)
-    if not found:
-        raise FileNotFoundError(
-            f"No exported versions of {name!r} under {pathlib.Path(base or exported_dir())}; "
-            f"train and export it: python -m training.train {name} && "
-            f"python -m serving.export runs/{name}"
-        )
-    if version is None:
-        version = found[-1]
-    if int(version) not in found:
-        raise FileNotFoundError(f"{name!r} has no version {version}; versions: {found}")
-    return pathlib.Path(base or exported_dir()) / name / str(int(version))
-
-
-def load_keras(version_dir):
-    """Rebuilds the Keras model of an exported version from its config and variables."""
-    import keras
-    import tensorflow as tf
-
-    version_dir = pathlib.Path(version_dir)
-    try:
-        config = json.loads((version_dir / "genzoo" / KERAS_CONFIG).read_text())
-        model = keras.saving.deserialize_keras_object(config)
-        reader = tf.train.load_checkpoint(str(version_dir / "variables" / "variables"))
-        for i, weight in enumerate(model.weights):
-            value = reader.get_tensor(f"model_weights/{i}/.ATTRIBUTES/VARIABLE_VALUE")
-            if tuple(value.shape) != tuple(weight.shape):
-                raise ValueError(f"weight {weight.path} has shape {weight.shape}, stored {value.shape}")
-            weight.assign(value)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError, tf.errors.OpError) as err:
-        raise ValueError(f"{version_dir} does not hold a loadable genzoo model: {err}") from err
-    return model
-
-
 def load(name, version=None, keras_model=False):
-    """Loads a pretrained model from ``exported/``.
+    """Loads a pretrained model from ``exported/`` (see ``zoo.saving`` for the layout).
 
     Args:
         name: preset name.
@@ -197,9 +143,8 @@ def load(name, version=None, keras_model=False):
             endpoint functions, as TF Serving sees them); True rebuilds the
             trainable Keras model from the export's config and variables.
     """
-    import tensorflow as tf
-
-    path = version_path(name, version)
+    get_preset(name)
+    path = saving.version_path(name, version)
     if keras_model:
-        return load_keras(path)
+        return saving.load_keras(path)
     return tf.saved_model.load(str(path))

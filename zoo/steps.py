@@ -1,5 +1,19 @@
-"""What every zoo train_step needs under a tf.distribute strategy."""
+"""What every zoo model shares: its data handling, its label check and, for the
+one-optimizer families, its ``train_step``/``test_step`` under any tf.distribute strategy.
+
+``ZooModel`` is the base of every model in the zoo: it says the model's family
+once (``family``: "latent", "autoregressive", "adversarial" or "classifier",
+the rows of the design document's table) and how it scores images
+(``density``: "exact", "bound" or "none"), and it describes its own
+architecture for the model card (``describe``). ``OneOptimizerModel`` adds the
+training loop of the models that minimise one loss with one optimizer
+(latent, autoregressive, classifier); the adversarial family, with two
+optimizers, writes its own.
+"""
+import keras
 import tensorflow as tf
+
+from zoo import contract
 
 
 def replica_loss(optimizer, loss):
@@ -38,3 +52,62 @@ def unpack(data, num_classes, model_name):
         raise ValueError(f"{model_name} is conditional: give "
                          '{"images": ..., "labels": ...}')
     return tf.cast(x, tf.float32), labels
+
+
+class ZooModel(keras.Model):
+    """The base of every zoo model.
+
+    Subclasses set ``family`` and ``density``, keep ``image_shape`` and
+    ``num_classes`` (0: unconditional) as attributes, and implement
+    ``describe`` and ``serving_endpoints``.
+    """
+
+    family = None  # "latent", "autoregressive", "adversarial" or "classifier"
+    density = "none"  # "exact" log p(x), a "bound" on it, or "none"
+    serving_note = ""  # what the model card says of the signatures beyond their names
+
+    def unpack(self, data):
+        """(images as float32, labels or None) from a tensor, a dict or a Keras (x, y) tuple."""
+        return unpack(data, self.num_classes, type(self).__name__)
+
+    def check_labels(self, label):
+        """A served ``label`` after asserting 0 <= label < num_classes (None passes through)."""
+        return contract.check_labels(label, self.num_classes)
+
+    def describe(self):
+        """One paragraph naming the model's parts, for its model card."""
+        raise NotImplementedError
+
+    def serving_endpoints(self, **options):
+        """{signature name: (function, input TensorSpecs)}; the first is also serving_default."""
+        raise NotImplementedError
+
+
+class OneOptimizerModel(ZooModel):
+    """A zoo model that minimises one loss with one optimizer.
+
+    Subclasses implement ``step_terms(data, training)``, returning a dict with
+    the scalar ``loss`` and a value for each tracker in ``metrics`` under the
+    tracker's name; ``update_metrics`` may be overridden for trackers that
+    need more than a value (such as an accuracy).
+    """
+
+    def step_terms(self, data, training):
+        raise NotImplementedError
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            terms = self.step_terms(data, training=True)
+            scaled = replica_loss(self.optimizer, terms["loss"])
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self.update_metrics(terms)
+
+    def test_step(self, data):
+        return self.update_metrics(self.step_terms(data, training=False))
+
+    def update_metrics(self, terms):
+        """Updates every tracker with its term; returns the logs."""
+        for tracker in self.metrics:
+            tracker.update_state(terms[tracker.name])
+        return strategy_logs({tracker.name: tracker.result() for tracker in self.metrics})

@@ -1,7 +1,12 @@
-"""Image grids and PNG files."""
+"""Image grids and PNG files: the picture format of training, evaluation and the client.
+
+With ``zoo.saving`` (model files) the only zoo module that writes files; the
+models and layers do no I/O.
+"""
 import pathlib
 
 import numpy as np
+from PIL import Image
 
 
 def grid(images, cols=None, pad=2, pad_value=128):
@@ -22,8 +27,6 @@ def grid(images, cols=None, pad=2, pad_value=128):
 
 def save_png(image, path, scale=1):
     """Writes a uint8 (H, W, C) or (H, W) image as PNG, enlarged ``scale`` times."""
-    from PIL import Image
-
     image = np.asarray(image, np.uint8)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
