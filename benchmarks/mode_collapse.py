@@ -15,15 +15,21 @@ samples, and writes a PNG of the samples (one panel per variant, first seed;
 grey crosses mark the modes).
 """
 import argparse
-import os
 import pathlib
 import sys
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import zoo  # noqa: F401,E402  (sets TensorFlow's log level before TensorFlow loads)
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from training.callbacks import hardware  # noqa: E402
+from zoo import adversarial  # noqa: E402
+from zoo.images import save_png  # noqa: E402
 
 MODES = 2.0 * np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], 1)
 STD = 0.02
@@ -48,11 +54,6 @@ def score(samples, per_mode=50):
 
 
 def train(variant, seed, steps, batch_size):
-    import keras
-    import tensorflow as tf
-
-    from zoo import adversarial
-
     keras.utils.set_random_seed(seed)
     model = adversarial.GAN(image_shape=(2,), latent_dim=64, filters=128, architecture="mlp",
                             seed=seed, **VARIANTS[variant])
@@ -92,11 +93,6 @@ def main(argv=None):
                    help="comma-separated subset of: " + ", ".join(VARIANTS))
     p.add_argument("--out", default=str(ROOT / "docs" / "images" / "mode_collapse.png"))
     args = p.parse_args(argv)
-
-    import tensorflow as tf
-
-    from training.callbacks import hardware
-    from training.images import save_png
 
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v.strip() for v in args.variants.split(",")]

@@ -12,27 +12,30 @@ image row is done) and runs the horizontal stack on one row per pixel.
 Target (issue 4): fast at least 10x naive at batch 16.
 """
 import argparse
-import os
 import pathlib
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import zoo  # noqa: F401,E402  (sets TensorFlow's log level before TensorFlow loads)
+import tensorflow as tf  # noqa: E402
+
+from training.callbacks import hardware  # noqa: E402
+from zoo import registry, saving  # noqa: E402
 
 
 def load_model(name):
     """(model, where it came from)."""
-    from serving import export
-    from zoo import registry
-
-    if registry.versions(name):
-        path = registry.version_path(name)
-        return registry.load_keras(path), str(path)
+    if saving.versions(name):
+        path = saving.version_path(name)
+        return saving.load_keras(path), str(path)
     run = ROOT / "runs" / name
     if (run / "model.keras").exists():
-        return export.load_trained(run), str(run / "model.keras")
+        return saving.load_trained(run), str(run / "model.keras")
     return registry.build(name), "fresh weights (untrained)"
 
 
@@ -52,11 +55,6 @@ def main(argv=None):
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=2, help="timed calls per sampler (best kept)")
     args = p.parse_args(argv)
-
-    import numpy as np
-    import tensorflow as tf
-
-    from training.callbacks import hardware
 
     model, source = load_model(args.model)
     spec = tf.TensorSpec([None, 2], tf.int64)

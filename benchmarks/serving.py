@@ -17,28 +17,34 @@ machine's cores with the server, so it has to cost little per request.
 import argparse
 import asyncio
 import concurrent.futures
-import json
 import gc
-import os
+import json
 import pathlib
 import sys
 import tempfile
 import time
 
+import aiohttp
+import grpc
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+import zoo  # noqa: F401,E402  (sets TensorFlow's log level before TensorFlow loads)
+import tensorflow as tf  # noqa: E402
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+
+from serving_helpers import ServerProcess  # noqa: E402
+from training.callbacks import hardware  # noqa: E402
+from zoo import saving  # noqa: E402
 
 BATCHING = ("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n"
             "num_batch_threads { value: 2 }\nmax_enqueued_batches { value: 1000 }\n")
 
 
 def _inputs(signature_fn, i):
-    import tensorflow as tf
-
     feed = {}
     for key, spec in signature_fn.structured_input_signature[1].items():
         shape = [1] + spec.shape.as_list()[1:]
@@ -98,11 +104,6 @@ async def _run_async(call, requests, concurrency):
 
 async def _measure(protocol, port, model, signature, feeds, levels):
     """{concurrency: (requests/s, p50, p99)} of one-row requests over ``protocol``."""
-    import aiohttp
-    import grpc
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
     results = {}
     if protocol == "grpc":
         requests = []
@@ -148,14 +149,8 @@ def main(argv=None):
     p.add_argument("--concurrency", default="1,8,32")
     args = p.parse_args(argv)
 
-    import tensorflow as tf
-
-    from serving_helpers import ServerProcess
-    from training.callbacks import hardware
-    from zoo import registry
-
     levels = [int(c) for c in args.concurrency.split(",")]
-    path = registry.version_path(args.model)
+    path = saving.version_path(args.model)
     loaded = tf.saved_model.load(str(path))
     fn = loaded.signatures[args.signature]
 

@@ -13,23 +13,25 @@ arguments as the training command's ``--set`` does (e.g. ``--set num_blocks=12``
 to size a model before training it.
 """
 import argparse
-import os
 import pathlib
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import zoo  # noqa: F401,E402  (sets TensorFlow's log level before TensorFlow loads)
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from training.callbacks import hardware  # noqa: E402
+from training.config import parse_overrides  # noqa: E402
+from zoo import registry  # noqa: E402
 
 
 def measure(name, mode, steps, batch_size, overrides=None):
     """Images per second of ``name`` trained in ``mode`` (float32, xla or a dtype policy)."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from zoo import registry
-
     preset = registry.get_preset(name)
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy("float32" if mode in ("float32", "xla") else mode)
@@ -59,8 +61,6 @@ def measure(name, mode, steps, batch_size, overrides=None):
 
 
 def main(argv=None):
-    from zoo import registry
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--presets", default=",".join(registry.list_models()))
     p.add_argument("--steps", type=int, default=100)
@@ -71,13 +71,7 @@ def main(argv=None):
                    help="replace a model argument of every preset (repeatable)")
     args = p.parse_args(argv)
     modes = args.modes.split(",")
-    from training.config import parse_overrides
-
     overrides = parse_overrides(args.set)
-    import tensorflow as tf
-
-    from training.callbacks import hardware
-
     print(f"# {hardware()}; TensorFlow {tf.__version__}; batch {args.batch_size}, {args.steps} timed steps"
           + "".join(f"; {key}={value}" for key, value in overrides.items()))
     print(f"{'preset':<24}" + "".join(f"{mode + ' img/s':>22}" for mode in modes))

@@ -47,7 +47,7 @@ def execute(signature, tasks):
         merged = {name: np.concatenate([t.inputs[name] for t in tasks]) for name in tasks[0].inputs}
         result = signature(merged)
         bounds = np.cumsum([0] + [t.rows for t in tasks])
-        return [{k: v[a:b] for k, v in result.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+        return [{k: v[a:b] for k, v in result.items()} for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     except Exception:
         results = []
         for task in tasks:
@@ -167,7 +167,7 @@ class Batcher:
             results = done.result()
         except BaseException as err:  # the pool itself failed (shutdown)
             results = [ServingError("UNAVAILABLE", f"batch not run: {err}")] * len(tasks)
-        for task, result in zip(tasks, results):
+        for task, result in zip(tasks, results, strict=True):
             if task.future.done():
                 continue
             if isinstance(result, BaseException):

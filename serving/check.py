@@ -18,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
 
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
@@ -66,9 +67,6 @@ def saved_models(path):
 
 def audit_ops(path):
     """Problems with the ops of a SavedModel: a list of strings (empty if fine)."""
-    from tensorflow.core.protobuf import saved_model_pb2
-    from tensorflow.python.framework import op_def_registry
-
     proto = saved_model_pb2.SavedModel()
     try:
         proto.ParseFromString((pathlib.Path(path) / "saved_model.pb").read_bytes())
@@ -95,6 +93,7 @@ def run_signatures(path, timeout=300):
     with tempfile.TemporaryDirectory() as empty:
         script = pathlib.Path(empty) / "run.py"
         script.write_text(_SESSION_RUN)
+        # The script runs bare (python -I, no zoo import), so it gets the log level here.
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         env.pop("PYTHONPATH", None)
         result = subprocess.run([sys.executable, "-I", str(script), str(pathlib.Path(path).resolve())],

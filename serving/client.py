@@ -7,12 +7,15 @@
     python -m serving.client sample vae_mnist --count 64 --out samples.png [--rest_port 8501]
 """
 import argparse
-import os
 import sys
 
+import grpc
 import numpy as np
+import requests
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from zoo.images import grid, save_png
 
 
 class ServerError(RuntimeError):
@@ -41,15 +44,10 @@ class Client:
         self.timeout = timeout
         self.protocol = "grpc" if grpc_port else "rest"
         if grpc_port:
-            import grpc
-            from tensorflow_serving.apis import prediction_service_pb2_grpc
-
             self.channel = grpc.insecure_channel(
                 f"{host}:{grpc_port}", options=[("grpc.max_receive_message_length", 1 << 30)])
             self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         else:
-            import requests
-
             self.session = requests.Session()
             self.base = f"http://{host}:{rest_port}/v1/models"
             self._output_names = {}
@@ -66,10 +64,6 @@ class Client:
         return self._predict_rest(model, signature, version, version_label, inputs)
 
     def _predict_grpc(self, model, signature, version, label, inputs):
-        import grpc
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = signature
@@ -119,8 +113,6 @@ class Client:
         if self.protocol == "rest":
             return self.session.get(self._path(model, version, None) + "/metadata",
                                     timeout=self.timeout).json()
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = model
         if version is not None:
@@ -161,8 +153,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.grpc_port and not args.rest_port:
         args.grpc_port = 8500
-    from training.images import grid, save_png
-
     client = Client(args.host, args.grpc_port, args.rest_port)
     seeds = np.stack([np.full(args.count, args.seed), np.arange(args.count)], 1)
     label = None if args.label is None else np.full(args.count, args.label)

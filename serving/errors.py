@@ -1,5 +1,6 @@
 """Errors of the embedded server, with TF Serving's status codes."""
 import grpc
+import tensorflow as tf
 
 HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
@@ -35,8 +36,6 @@ class ServingError(Exception):
 
 def from_tf_error(err):
     """Maps a TensorFlow OpError raised by a signature to a ServingError."""
-    import tensorflow as tf
-
     codes = {
         tf.errors.InvalidArgumentError: "INVALID_ARGUMENT",
         tf.errors.OutOfRangeError: "OUT_OF_RANGE",

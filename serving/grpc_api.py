@@ -5,9 +5,11 @@ wait for signatures (run by the batcher or an executor) without holding a
 thread per request.
 """
 import asyncio
+import math
 import time
 
 import grpc
+import tensorflow as tf
 from tensorflow_serving.apis import (
     model_management_pb2,
     model_service_pb2_grpc,
@@ -32,10 +34,6 @@ async def _abort(context, err):
 
 def to_array(name, proto, max_elements):
     """A TensorProto as an array, refusing shapes that would not fit the request limit."""
-    import math
-
-    import tensorflow as tf
-
     dims = [d.size for d in proto.tensor_shape.dim]
     if any(d < 0 for d in dims):
         raise ServingError("INVALID_ARGUMENT", f"Input '{name}' has an unknown dimension {dims}")
@@ -60,8 +58,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.timeout = timeout
 
     async def Predict(self, request, context):
-        import tensorflow as tf
-
         start = time.perf_counter()
         status = "OK"
         name = request.model_spec.name

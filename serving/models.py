@@ -12,8 +12,10 @@ import pathlib
 import threading
 import time
 
+import tensorflow as tf
 from google.protobuf import message as pb_message
 from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from serving.errors import ServingError
 
@@ -35,8 +37,6 @@ class Signature:
         self.outputs = dict(fn.structured_outputs)  # name -> TensorSpec
 
     def __call__(self, inputs):
-        import tensorflow as tf
-
         outputs = self.fn(**{k: tf.constant(v) for k, v in inputs.items()})
         return {k: v.numpy() for k, v in outputs.items()}
 
@@ -55,8 +55,6 @@ class Version:
 
     def load(self, warmup_runner=None):
         """Loads the SavedModel and replays its warmup requests."""
-        import tensorflow as tf
-
         self.state = LOADING
         self.mtime = _tree_mtime(self.path)
         try:
@@ -88,9 +86,6 @@ class Version:
         return True
 
     def _warmup(self, run):
-        import tensorflow as tf
-        from tensorflow_serving.apis import prediction_log_pb2
-
         path = self.path.joinpath(*WARMUP_PATH)
         if not path.exists():
             return

@@ -6,6 +6,8 @@ same errors.
 import asyncio
 import time
 
+import tensorflow as tf
+
 from serving.errors import ServingError, from_tf_error
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -37,7 +39,7 @@ def check_inputs(signature, inputs, max_rows):
                                f"'{signature.name}' expects {spec.dtype.name}")
         shape = spec.shape.as_list()
         if value.ndim != len(shape) or any(
-                d is not None and d != v for d, v in zip(shape, value.shape)):
+                d is not None and d != v for d, v in zip(shape, value.shape, strict=True)):
             raise ServingError("INVALID_ARGUMENT",
                                f"Input '{name}' has shape {_shape_text(value.shape)}, but signature "
                                f"'{signature.name}' expects {_shape_text(shape)}")
@@ -94,8 +96,6 @@ class Predictor:
         if isinstance(error, ServingError):
             raise error
         if error is not None:
-            import tensorflow as tf
-
             if isinstance(error, tf.errors.OpError):
                 raise from_tf_error(error) from error
             raise ServingError("INTERNAL", f"{type(error).__name__}: {error}") from error
@@ -143,7 +143,5 @@ class Predictor:
 
     def run_warmup(self, version, request):
         """Replays one warmup PredictRequest against a version being loaded."""
-        import tensorflow as tf
-
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         self.run(version, request.model_spec.signature_name, inputs)

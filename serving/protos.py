@@ -36,7 +36,8 @@ def _build():
         dependency=["google/protobuf/wrappers.proto"],
     )
     b = f.message_type.add(name="BatchingParameters")
-    i64, s, boolean = ".google.protobuf.Int64Value", ".google.protobuf.StringValue", ".google.protobuf.BoolValue"
+    i64, s = ".google.protobuf.Int64Value", ".google.protobuf.StringValue"
+    boolean = ".google.protobuf.BoolValue"
     _field(b, "max_batch_size", 1, _F.TYPE_MESSAGE, type_name=i64)
     _field(b, "batch_timeout_micros", 2, _F.TYPE_MESSAGE, type_name=i64)
     _field(b, "max_enqueued_batches", 3, _F.TYPE_MESSAGE, type_name=i64)

@@ -12,12 +12,16 @@ import asyncio
 import concurrent.futures
 import gc
 import logging
-import os
 import pathlib
 import signal
 import threading
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import grpc
+from aiohttp import web
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import batching, grpc_api, metrics, models, predict, protos, rest
+from serving.errors import ServingError
 
 log = logging.getLogger("genzoo.serving")
 
@@ -62,10 +66,6 @@ def _bool(text):
 
 def _model_config(args):
     """(ModelServerConfig, folder relative base paths resolve against)."""
-    from tensorflow_serving.config import model_server_config_pb2
-
-    from serving import protos
-
     if args.model_config_file and args.model_base_path:
         raise protos.ConfigError("give --model_config_file or --model_base_path, not both")
     if args.model_config_file:
@@ -85,8 +85,6 @@ class Server:
     """Both front ends, the model manager, batching and metrics of one process."""
 
     def __init__(self, args):
-        from serving import batching, metrics, models, predict, protos, rest
-
         self.args = args
         config, self.base_dir = _model_config(args)
         monitoring = protos.MonitoringConfig()
@@ -119,8 +117,6 @@ class Server:
         self._stopped = threading.Event()
 
     def _watch_config(self):
-        from serving import protos
-
         interval = self.args.model_config_file_poll_wait_seconds
         path = self.args.model_config_file
         last = None
@@ -138,10 +134,6 @@ class Server:
 
     async def _start_grpc(self):
         """The gRPC front end (grpc.aio) on this event loop; returns the server."""
-        import grpc
-
-        from serving import grpc_api
-
         args = self.args
         options = [("grpc.max_receive_message_length", args.max_request_bytes),
                    ("grpc.max_send_message_length", 1 << 30),
@@ -161,8 +153,6 @@ class Server:
 
     async def _serve(self):
         """Runs the gRPC and REST front ends on one event loop until stopped."""
-        from aiohttp import web
-
         grpc_server = await self._start_grpc() if self.args.port else None
         runner = None
         if self.args.rest_api_port:
@@ -204,16 +194,13 @@ class Server:
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    """``python -m serving`` (serving/__main__.py sets up logging first)."""
     args = parse_args(argv)
-    from serving import protos
-    from serving.errors import ServingError
-
     try:
         server = Server(args)
     except (protos.ConfigError, OSError, ServingError) as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {err}") from err
     try:
         server.serve()
     except OSError as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {err}") from err

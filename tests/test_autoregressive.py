@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo import autoregressive, likelihoods
+from harness import check_config_round_trip, check_saving
+from zoo import autoregressive, likelihoods, saving
 
 
 def test_masks_a_and_b():
@@ -76,23 +77,19 @@ def test_probabilities_of_all_images_sum_to_one(likelihood, shape, levels):
 def test_config_round_trip_tiny_overfit_and_save_load(cls, seed, tmp_path):
     keras.utils.set_random_seed(0)
     model = cls(image_shape=(8, 8, 1), filters=16, num_blocks=2)
-    assert cls.from_config(model.get_config()).get_config() == model.get_config()
+    check_config_round_trip(model)
     x = (np.random.default_rng(seed).random((8, 8, 8, 1)) < 0.3).astype(np.float32)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     start = model.evaluate(x, batch_size=8, verbose=0, return_dict=True)["loss"]
     model.fit(x, epochs=80, batch_size=8, verbose=0)
     end = model.evaluate(x, batch_size=8, verbose=0, return_dict=True)["loss"]
     assert end < 0.6 * start, (start, end)
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(loaded.log_prob(x), model.log_prob(x), rtol=1e-5)
+    check_saving(model, x, tmp_path / "m.keras", output=lambda m, x: m.log_prob(x))
 
 
 @pytest.mark.parametrize("cls,kwargs", [(autoregressive.PixelCNN, {}),
                                         (autoregressive.GatedPixelCNN, {"num_classes": 3})])
 def test_mixed_bfloat16_trains_and_loads_back_in_float32(cls, kwargs, tmp_path):
-    from serving import export
-
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = (rng.random((16, 8, 8, 1)) < 0.3).astype(np.float32)
@@ -111,10 +108,10 @@ def test_mixed_bfloat16_trains_and_loads_back_in_float32(cls, kwargs, tmp_path):
     assert model.layers[0].compute_dtype == "bfloat16"
     assert all(v.dtype == "float32" for v in model.trainable_variables)
     assert all(np.isfinite(logs["loss"])) and mixed.dtype == tf.float32
-    assert any(not np.allclose(a, v.numpy()) for a, v in zip(before, model.trainable_variables))
+    assert any(not np.allclose(a, v.numpy()) for a, v in zip(before, model.trainable_variables, strict=True))
     assert set(np.unique(drawn.numpy())) <= {0.0, 1.0}
     model.save(tmp_path / "m.keras")
-    loaded = export.load_trained(tmp_path / "m.keras")
+    loaded = saving.load_trained(tmp_path / "m.keras")
     assert {layer.compute_dtype for layer in loaded._flatten_layers()} == {"float32"}
     exact = cls.from_config(loaded.get_config())
     exact.set_weights(loaded.get_weights())

@@ -5,16 +5,16 @@ import tensorflow as tf
 
 from conftest import ROOT, run_module
 from serving import check
-from zoo import registry
+from zoo import registry, saving
 
-EXPORTED = [registry.version_path(n, v) for n in registry.list_models() for v in registry.versions(n)]
+EXPORTED = [saving.version_path(n, v) for n in registry.list_models() for v in saving.versions(n)]
 
 
 @pytest.mark.parametrize("path", EXPORTED, ids=[f"{p.parent.name}/{p.name}" for p in EXPORTED])
 def test_every_exported_model_is_servable(path):
     report, problems = check.check(path)
     assert not problems, problems
-    endpoints = registry.load_keras(path).serving_endpoints()
+    endpoints = saving.load_keras(path).serving_endpoints()
     assert set(report) == set(endpoints) | {"serving_default"}
 
 

@@ -11,7 +11,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import export
-from zoo import registry
+from zoo import saving
 
 # Runs with `python -I` in an empty folder: no genzoo code can be imported.
 FRESH = r"""
@@ -36,7 +36,7 @@ K = 20
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("exported")
-    model = export.load_trained(tiny_run)
+    model = saving.load_trained(tiny_run)
     path = export.export(model, base, log_prob_samples=K, run_dir=tiny_run)
     return model, base, path
 
@@ -120,7 +120,7 @@ def test_versions_are_never_overwritten_and_failures_leave_nothing(exported, mon
     assert (first / "variables" / "variables.data-00000-of-00001").read_bytes() == before
     monkeypatch.undo()
     assert export.export(model, base).name == "2"
-    assert registry.versions("vae_mnist", base) == [1, 2]
+    assert saving.versions("vae_mnist", base) == [1, 2]
 
 
 def test_export_command_errors_are_clear(tmp_path):

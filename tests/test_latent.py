@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from harness import check_config_round_trip, check_saving
 from zoo import latent, likelihoods, registry
 
 tfd = tfp.distributions
@@ -30,14 +31,8 @@ def _seeds(rows, first=0):
 @pytest.mark.parametrize("preset", LATENT_PRESETS)
 def test_config_round_trip_and_save_load(preset, tmp_path):
     model = registry.build(preset)
-    clone = type(model).from_config(model.get_config())
-    assert clone.get_config() == model.get_config()
-    data = _batch(preset)
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert type(loaded) is type(model)
-    np.testing.assert_allclose(loaded(data), model(data), rtol=1e-5, atol=1e-6)
+    check_config_round_trip(model)
+    check_saving(model, _batch(preset), tmp_path / "m.keras")
 
 
 @pytest.mark.parametrize("preset", LATENT_PRESETS)

@@ -9,16 +9,16 @@ import shlex
 import pytest
 
 from conftest import ROOT, run_module
-from zoo import registry
+from zoo import registry, saving
 
-EXPORTED = [n for n in registry.list_models() if registry.versions(n)]
+EXPORTED = [n for n in registry.list_models() if saving.versions(n)]
 
 
 @pytest.mark.parametrize("name", EXPORTED)
 def test_card_exists_and_matches_latest_version(name):
     card = (ROOT / "exported" / name / "MODEL_CARD.md").read_text()
     metrics = json.loads((ROOT / "exported" / name / "metrics.json").read_text())
-    assert metrics["version"] == registry.versions(name)[-1], "card is for an older version"
+    assert metrics["version"] == saving.versions(name)[-1], "card is for an older version"
     headline = [f"{metrics[k]:.2f}" for k in ("test_nll_iwae", "test_nll") if k in metrics]
     headline += [f"{100 * metrics['test_accuracy']:.2f}%"] if "test_accuracy" in metrics else []
     if "sample_quality" in metrics:

@@ -47,7 +47,7 @@ def test_mode_coverage():
     assert one["kl_to_uniform"] == pytest.approx(np.log(10)) and one["classes_covered"] == 1
 
 
-@pytest.mark.skipif(not __import__("zoo.registry").registry.versions("classifier_mnist"),
+@pytest.mark.skipif(not __import__("zoo.registry").saving.versions("classifier_mnist"),
                     reason="needs the exported classifier_mnist")
 def test_sample_quality_of_a_model_against_the_floor():
     from training import evaluate
@@ -64,7 +64,7 @@ def test_sample_quality_of_a_model_against_the_floor():
     assert floor["mode_coverage"]["classes_covered"] == 10
 
 
-@pytest.mark.skipif(not all(__import__("zoo.registry").registry.versions(n)
+@pytest.mark.skipif(not all(__import__("zoo.registry").saving.versions(n)
                             for n in ("classifier_mnist", "dcgan_mnist", "vae2d_mnist")),
                     reason="needs the exported classifier_mnist, dcgan_mnist and vae2d_mnist")
 def test_compare_table_takes_card_figures_and_measures_the_rest(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from serving import export
-from zoo import latent, registry
+from zoo import latent, registry, saving
 
 
 def test_list_and_build():
@@ -30,7 +30,7 @@ def test_unknown_name_lists_valid_ones():
         registry.load("ae_mnist")
 
 
-@pytest.mark.parametrize("name", [n for n in registry.list_models() if registry.versions(n)])
+@pytest.mark.parametrize("name", [n for n in registry.list_models() if saving.versions(n)])
 def test_pretrained_models_load(name):
     served = registry.load(name)
     assert "serving_default" in served.signatures

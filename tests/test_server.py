@@ -1,7 +1,5 @@
 """End-to-end tests of the embedded server with the official gRPC stub, HTTP and the client."""
-import base64
 import concurrent.futures
-import json
 import shutil
 import time
 
@@ -24,7 +22,7 @@ from google.protobuf import text_format
 from serving import export
 from serving.client import Client, ServerError
 from serving_helpers import ServerProcess
-from zoo import registry
+from zoo import registry, saving
 
 SEEDS = np.array([[3, i] for i in range(4)], np.int64)
 
@@ -37,7 +35,7 @@ def zoo_dir(tiny_run, tmp_path_factory):
     """A zoo folder with a trained tiny vae_mnist and small untrained models of the other
     families' contracts: cvae_mnist, pixelcnn_mnist, cgan_mnist."""
     base = tmp_path_factory.mktemp("zoo")
-    export.export(export.load_trained(tiny_run), base, log_prob_samples=8)
+    export.export(saving.load_trained(tiny_run), base, log_prob_samples=8)
     export.export(registry.build("cvae_mnist", hidden_units=(32,)), base, log_prob_samples=8)
     export.export(registry.build("pixelcnn_mnist", filters=4, num_blocks=1), base)
     export.export(registry.build("cgan_mnist", filters=4, latent_dim=8), base)

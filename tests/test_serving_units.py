@@ -1,7 +1,6 @@
 """In-process tests of the server's parts: JSON conversion, batching, config parsing."""
 import asyncio
 import threading
-import time
 
 import numpy as np
 import pytest

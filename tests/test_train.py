@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, read_history, run_module
+from zoo import saving
 
 # Settings shared by the strategy runs: plain SGD so that a wrong gradient scale
 # across replicas shows up (Adam would hide it), a small learning rate so that
@@ -173,11 +174,9 @@ def test_mixed_precision_run_trains_in_bfloat16_and_exports_in_float32(tmp_path)
     import keras
 
     import zoo.registry  # noqa: F401  (registers the zoo's classes)
-    from serving import export
-
     trained = keras.saving.load_model(tmp_path / "model.keras")
     assert trained.dtype_policy.name == "mixed_bfloat16"
-    loaded = export.load_trained(tmp_path)
+    loaded = saving.load_trained(tmp_path)
     assert {layer.compute_dtype for layer in loaded._flatten_layers()} == {"float32"}
 
 
@@ -209,10 +208,9 @@ def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(t
     run_module("training.train", "vae_mnist", "--init_from", tiny_run, "--optimizer", "sgd",
                "--learning_rate", 0, "--epochs", 1, "--steps_per_epoch", 2, "--train_examples", 200,
                "--batch_size", 50, "--output_dir", tmp_path / "ft", "--verbose", 0)
-    from serving import export
     from training import evaluate
 
-    start, tuned = export.load_trained(tiny_run), export.load_trained(tmp_path / "ft")
+    start, tuned = saving.load_trained(tiny_run), saving.load_trained(tmp_path / "ft")
     for a, b in zip(start.get_weights(), tuned.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     info = json.loads((tmp_path / "ft" / "train_info.json").read_text())
@@ -239,11 +237,10 @@ def test_ema_momentum_keeps_the_averaged_weights(tiny_run, tmp_path):
     run_module("training.train", *common, "--steps_per_epoch", 1, "--output_dir", tmp_path / "one")
     run_module("training.train", *common, "--steps_per_epoch", 2, "--ema_momentum", 0.9999999,
                "--output_dir", tmp_path / "ema")
-    from serving import export
     from training import evaluate
 
-    start, one, ema = (export.load_trained(p) for p in (tiny_run, tmp_path / "one", tmp_path / "ema"))
-    moved = max(np.abs(a - b).max() for a, b in zip(start.get_weights(), one.get_weights()))
+    start, one, ema = (saving.load_trained(p) for p in (tiny_run, tmp_path / "one", tmp_path / "ema"))
+    moved = max(np.abs(a - b).max() for a, b in zip(start.get_weights(), one.get_weights(), strict=True))
     assert moved > 1e-4
     for a, b in zip(one.get_weights(), ema.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=moved * 1e-3)

@@ -1,5 +1,6 @@
 """Callbacks of the training command: sample grids and the run record."""
 import json
+import os
 import pathlib
 import platform
 import time
@@ -8,17 +9,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import images as image_utils
+from zoo import images as image_utils
 
 
 def preview_images(model, count=64, seed=0, reference=None):
     """uint8 images that show how a model is doing: samples, else reconstructions."""
     seeds = tf.stack([tf.fill([count], tf.constant(seed, tf.int64)),
                       tf.range(count, dtype=tf.int64)], axis=1)
-    label = [tf.range(count, dtype=tf.int64) % model.num_classes] if getattr(model, "num_classes", 0) else []
-    if hasattr(model, "serve_sample"):
+    label = [tf.range(count, dtype=tf.int64) % model.num_classes] if model.num_classes else []
+    endpoints = model.serving_endpoints()
+    if "sample" in endpoints:
         return model.serve_sample(seeds, *label)["images"].numpy()
-    if reference is not None and hasattr(model, "serve_reconstruct"):
+    if reference is not None and "reconstruct" in endpoints:
         return model.serve_reconstruct(reference[:count], seeds[: len(reference)], *label)["images"].numpy()
     return None
 
@@ -61,8 +63,6 @@ def hardware():
                 break
     except OSError:
         pass
-    import os
-
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     return f"{os.cpu_count()} x {cpu}" + (f"; GPUs: {', '.join(gpus)}" if gpus else "; no GPU")
 

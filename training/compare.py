@@ -19,13 +19,14 @@ writes it to ``--out``.
 """
 import argparse
 import json
-import os
 import pathlib
 import shlex
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from training import evaluate
+from training import quality as metrics
+from zoo import registry, saving
 
 
 def _pixels(form):
@@ -66,11 +67,6 @@ def main(argv=None):
     p.add_argument("--recompute", action="store_true",
                    help="measure every model here instead of reusing its card's figures")
     args = p.parse_args(argv)
-
-    from serving import export
-    from training import evaluate, quality as metrics
-    from zoo import registry
-
     references = {}
 
     def relative_sharpness(images, dataset, form):
@@ -83,15 +79,15 @@ def main(argv=None):
         return metrics.sharpness(images) / references[key][0]
 
     names = args.models.split(",") if args.models else [
-        n for n in registry.list_models() if registry.versions(n)]
+        n for n in registry.list_models() if saving.versions(n)]
     rows, measured, start = [], [], time.time()
     for name in names:
         preset = registry.get_preset(name)
-        model = export.load_trained(registry.version_path(name))
-        if not hasattr(model, "serve_sample"):
+        model = saving.load_trained(saving.version_path(name))
+        if "sample" not in model.serving_endpoints():
             continue
-        family = type(model).__module__.split(".")[-1]
-        label = f"{name} (v{registry.versions(name)[-1]})"
+        family = model.family
+        label = f"{name} (v{saving.versions(name)[-1]})"
         quality = None if args.recompute else carded(name, args.samples)
         source = "its model card" if quality is not None else "this command"
         if quality is None:
@@ -99,13 +95,12 @@ def main(argv=None):
         if quality is None:
             print(f"skipped {name}: no exported classifier_{preset.dataset}", file=sys.stderr)
             continue
-        num_classes = getattr(model, "num_classes", 0)
-        drawn = metrics.sample_images(model, args.sharpness_samples, num_classes=num_classes)
+        drawn = metrics.sample_images(model, args.sharpness_samples, num_classes=model.num_classes)
         rows.append((label, family, preset.dataset, _pixels(preset.form), quality,
                      relative_sharpness(drawn, preset.dataset, preset.form)))
         measured.append(f"- {label}: " + (f"`{quality['command']}` ({source})"
                                           if "command" in quality else source))
-        if hasattr(model, "decoder_params"):  # latent models: the decoder means, 8-bit
+        if model.family == "latent":  # the decoder means, 8-bit
             means = evaluate.sample_quality(model, preset, args.samples, args.data_dir,
                                             output="means", form="uint8")
             drawn = metrics.sample_images(model, args.sharpness_samples, output="means")
@@ -135,9 +130,7 @@ def main(argv=None):
 def carded(name, samples):
     """The sample-quality figures on ``name``'s card, if measured with ``samples`` samples
     and the currently exported classifier; else None."""
-    from zoo import registry
-
-    folder = registry.version_path(name)
+    folder = saving.version_path(name)
     path = folder.parent / "metrics.json"
     if not path.exists():
         return None
@@ -147,8 +140,8 @@ def carded(name, samples):
     quality = results.get("sample_quality")
     preset = registry.get_preset(name)
     classifier = f"classifier_{preset.dataset}"
-    if (not quality or quality.get("samples") != samples or not registry.versions(classifier)
-            or quality.get("classifier") != f"{classifier}/{registry.versions(classifier)[-1]}"):
+    if (not quality or quality.get("samples") != samples or not saving.versions(classifier)
+            or quality.get("classifier") != f"{classifier}/{saving.versions(classifier)[-1]}"):
         return None
     return {**quality, "command": results.get("command", f"python -m training.evaluate {name}")}
 

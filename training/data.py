@@ -16,8 +16,10 @@ downloads as usual. Prepared data go to TFDS's data dir ($TFDS_DATA_DIR).
 """
 import os
 import pathlib
+import socket
 
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 DATA_DIR_ENV = "GENZOO_DATA_DIR"
 DATASETS = ("mnist", "fashion_mnist")
@@ -56,8 +58,6 @@ DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # where TFDS fetches MNIST and 
 
 def _can_download(timeout=5.0):
     """Whether TFDS's download host answers (checked first: TFDS retries for minutes)."""
-    import socket
-
     try:
         socket.create_connection(DOWNLOAD_HOST, timeout=timeout).close()
         return True
@@ -82,8 +82,6 @@ def builder(dataset, data_dir=None):
         data_dir: folder holding ``<dataset>/`` with the original files
             (defaults to $GENZOO_DATA_DIR); None lets TFDS download.
     """
-    import tensorflow_datasets as tfds
-
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     manual = _manual_dir(dataset, data_dir)

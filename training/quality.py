@@ -6,6 +6,7 @@ of samples as the classifier sees it. Every figure comes with the real-data
 floor: the same metric between training and test images.
 """
 import numpy as np
+import tensorflow as tf
 
 
 def fid(a, b):
@@ -127,8 +128,6 @@ def sharpness(images, batch_size=1000):
     absolute gradient (total variation) would not change. Compare it with the
     same figure of real images in the same pixel form.
     """
-    import tensorflow as tf
-
     total = 0.0
     for start in range(0, len(images), batch_size):
         x = tf.cast(images[start:start + batch_size], tf.float32) / 255.0
@@ -138,8 +137,6 @@ def sharpness(images, batch_size=1000):
 
 def embed(classifier, images, batch_size=500):
     """(features, class probabilities) of uint8 images through the classifier's endpoints."""
-    import tensorflow as tf
-
     @tf.function
     def run(batch):
         x = tf.cast(batch, tf.float32) / 255.0
@@ -172,8 +169,6 @@ def compare(real_features, fake_features, fake_probabilities, k=3):
 
 def sample_images(model, count, batch_size=250, seed=0, num_classes=0, output="images"):
     """uint8 ``output`` of a model's ``serve_sample`` (labels cycling through classes)."""
-    import tensorflow as tf
-
     sample = tf.function(model.serve_sample)
     out = []
     for start in range(0, count, batch_size):

@@ -94,7 +94,7 @@ def compile_model(model, cfg, steps_per_epoch):
     """Compiles ``model``: one optimizer, or one per player for the adversarial family."""
     updates = cfg.epochs * steps_per_epoch
     if model.family == "adversarial":
-        model.compile(d_optimizer=_optimizer(cfg, updates * getattr(model, "d_steps", 1)),
+        model.compile(d_optimizer=_optimizer(cfg, updates * model.d_steps),
                       g_optimizer=_optimizer(cfg, updates), jit_compile=cfg.jit_compile)
     else:
         model.compile(optimizer=_optimizer(cfg, updates), jit_compile=cfg.jit_compile)

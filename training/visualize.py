@@ -15,36 +15,30 @@ GANs: ``samples.png`` (a class per row for conditional ones) and
 ``interpolation.png`` (generated images along straight lines in z).
 """
 import argparse
-import os
 import pathlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+
+from training import data
+from zoo import registry, saving
+from zoo.images import grid, save_png
 
 
 def _seeds(n, first=0):
-    import tensorflow as tf
-
     return tf.stack([tf.fill([n], tf.constant(first, tf.int64)), tf.range(n, dtype=tf.int64)], 1)
 
 
 def _ndtri(p):
     """Inverse standard-normal CDF."""
-    import tensorflow as tf
-
     return tf.math.ndtri(tf.constant(p, tf.float32)).numpy()
 
 
 def autoregressive_pictures(model, preset, out, data_dir=None, scale=3, rows=8, seeds=3):
     """samples.png and completions.png of an autoregressive model; returns their paths."""
-    import numpy as np
-    import tensorflow as tf
-
-    from training import data
-    from training.images import grid, save_png
-
     out = pathlib.Path(out)
-    cond = bool(getattr(model, "num_classes", 0))
+    cond = bool(model.num_classes)
     test = next(iter(data.load(preset.dataset, "test", "uint8", rows, labels=True,
                                data_dir=data_dir, take=rows)))
     lik = model.pixel_likelihood
@@ -71,13 +65,8 @@ def autoregressive_pictures(model, preset, out, data_dir=None, scale=3, rows=8, 
 def adversarial_pictures(model, out, scale=3, steps=10):
     """samples.png (a class per row for conditional models) and interpolation.png
     (generated along straight lines between latents); returns their paths."""
-    import numpy as np
-    import tensorflow as tf
-
-    from training.images import grid, save_png
-
     out = pathlib.Path(out)
-    classes = getattr(model, "num_classes", 0)
+    classes = model.num_classes
     label = [tf.range(80 if classes else 64, dtype=tf.int64) // 8 % classes] if classes else []
     drawn = tf.function(model.serve_sample)(_seeds(80 if classes else 64), *label)
     written = [save_png(grid(drawn["images"].numpy(), 8), out / "samples.png", scale)]
@@ -92,25 +81,23 @@ def adversarial_pictures(model, out, scale=3, steps=10):
 
 def make_pictures(model, preset, out, data_dir=None, scale=3):
     """Writes the PNGs for ``model`` into ``out``; returns their paths."""
-    if hasattr(model, "serve_complete"):
+    if model.family == "autoregressive":
         return autoregressive_pictures(model, preset, out, data_dir, scale)
-    if hasattr(model, "serve_generate"):
+    if model.family == "adversarial":
         return adversarial_pictures(model, out, scale)
-    import numpy as np
-    import tensorflow as tf
+    if model.family != "latent":
+        raise ValueError(f"{model.name} is a {model.family}: it has no pictures to draw")
 
-    from training import data
-    from training.images import grid, save_png
 
     out = pathlib.Path(out)
     written = []
-    cond = bool(getattr(model, "num_classes", 0))
+    cond = bool(model.num_classes)
     test = next(iter(data.load(preset.dataset, "test", "uint8", 64, labels=True,
                                data_dir=data_dir, take=64)))
     images = tf.cast(test["images"], tf.uint8)
     labels = tf.cast(test["labels"], tf.int64)
     label = [labels] if cond else []
-    if hasattr(model, "serve_sample"):
+    if "sample" in model.serving_endpoints():
         sample_label = [tf.range(64, dtype=tf.int64) % model.num_classes] if cond else []
         drawn = model.serve_sample(_seeds(64), *sample_label)
         written.append(save_png(grid(drawn["images"].numpy(), 8), out / "samples.png", scale))
@@ -145,17 +132,11 @@ def main(argv=None):
     p.add_argument("--version", type=int)
     p.add_argument("--data_dir")
     args = p.parse_args(argv)
-
-    from serving import export
-    from training import data
-    from zoo import registry
-
     try:
         if args.target in registry.PRESETS:
-            folder = registry.version_path(args.target, args.version)
-            model = export.load_trained(folder)
+            model = saving.load_trained(saving.version_path(args.target, args.version))
         else:
-            model = export.load_trained(args.target)
+            model = saving.load_trained(args.target)
         preset = registry.get_preset(model.name)
         out = args.out or pathlib.Path("docs") / "images" / model.name
         for path in make_pictures(model, preset, out, args.data_dir):

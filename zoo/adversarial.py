@@ -406,7 +406,7 @@ class GAN(steps.ZooModel):
 
     def _update(self, d_loss, g_loss, d_real, d_fake):
         trackers = (self.d_loss_tracker, self.g_loss_tracker, self.real_tracker, self.fake_tracker)
-        for tracker, value in zip(trackers, (d_loss, g_loss, d_real, d_fake)):
+        for tracker, value in zip(trackers, (d_loss, g_loss, d_real, d_fake), strict=True):
             tracker.update_state(value)
         return steps.strategy_logs({t.name: t.result() for t in self.metrics})
 

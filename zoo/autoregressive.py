@@ -559,7 +559,7 @@ class GatedPixelCNN(_Autoregressive):
             def pixel(col, x):
                 h = lik.network_input(x[:, r:r + 1])  # (B, 1, W, 1)
                 skips = 0.0
-                for block, part in zip(self.gated, to_h):
+                for block, part in zip(self.gated, to_h, strict=True):
                     h, skip = block.horizontal(h, part)
                     skips = skips + skip
                 params = self._head(skips)  # (B, 1, W, P)
