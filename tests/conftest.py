@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
+import zoo  # noqa: F401  (sets TensorFlow's log level before any test imports TensorFlow)
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests read MNIST offline from ../shared/data unless GENZOO_DATA_DIR says otherwise.
 _SHARED = ROOT.parent / "shared" / "data"
 if "GENZOO_DATA_DIR" not in os.environ and _SHARED.is_dir():

@@ -154,3 +154,20 @@ def test_tiny_overfit(preset, digits):
     model.fit(data, epochs=60, batch_size=16, verbose=0)
     end = model.evaluate(data, batch_size=16, verbose=0, return_dict=True)["loss"]
     assert end < 0.6 * start, (start, end)
+
+
+def test_vae_training_noise_moves_on_with_the_step_and_evaluation_keeps_its_stream():
+    """A resumed run restores the optimizer's step but not the seed generator's state: the
+    step folded into the seed keeps it from replaying the noise of its first steps."""
+    def fresh(step):
+        model = registry.build("vae2d_mnist")
+        model.compile(optimizer=keras.optimizers.Adam())
+        model.optimizer.iterations.assign(step)
+        return model
+
+    first, resumed, again = (fresh(step)._posterior_seed(training=True).numpy() for step in (0, 100, 100))
+    assert not np.array_equal(first, resumed)
+    np.testing.assert_array_equal(resumed, again)
+    # evaluation draws from the generator's own stream, whatever the step
+    np.testing.assert_array_equal(fresh(0)._posterior_seed(training=False),
+                                  fresh(7)._posterior_seed(training=False))

@@ -5,10 +5,14 @@ The reproduction runs the card's own evaluation command on the full test set
 """
 import json
 import shlex
+import subprocess
+import sys
 
 import pytest
 
 from conftest import ROOT, run_module
+from training import evaluate
+from training.model_card import DESCRIPTION_KEYS, model_card
 from zoo import registry, saving
 
 EXPORTED = [n for n in registry.list_models() if saving.versions(n)]
@@ -25,6 +29,55 @@ def test_card_exists_and_matches_latest_version(name):
         headline.append(f"{metrics['sample_quality']['model']['fid']:.3f}")
     assert headline and all(h in card for h in headline), headline
     assert metrics["command"] in card and "python -m training.train" in card
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_card_is_what_the_generator_writes(name):
+    """Re-rendering a card from its metrics.json gives the committed text."""
+    folder = saving.version_path(name)
+    metrics = json.loads((folder.parent / "metrics.json").read_text())
+    model = saving.load_trained(folder)
+    description = evaluate.describe(model, registry.get_preset(name), name, int(folder.name))
+    card = model_card(metrics, saving.train_info(folder), description)
+    assert card == (folder.parent / "MODEL_CARD.md").read_text()
+
+
+DESCRIPTION = dict(
+    name="pixelcnn_mnist", version=3, summary="A Gated PixelCNN", dataset="mnist", form="binary",
+    binarization_seed=1234, architecture="`zoo.X` with 10 parameters: parts.", config={"filters": 4},
+    pixels=784, objective=None, signatures=["sample", "log_prob"], serving_note="Exact.",
+    pictures=[("../../docs/images/pixelcnn_mnist/samples.png", "samples")])
+RESULTS = dict(test_images=10000, eval_wall_time_s=1.5, command="python -m training.evaluate x",
+               test_nll=80.3149, test_nll_stderr=0.2, test_bits_per_dim=0.14778)
+TRAIN_INFO = dict(command="python -m training.train pixelcnn_mnist", epochs_done=24, replicas=1,
+                  wall_time_s=3600, hardware="2 x CPU", versions={},
+                  config=dict(batch_size=64, learning_rate=1e-3, final_lr_fraction=0.05, seed=0,
+                              strategy="default", ema_momentum=0.9995, dtype_policy="mixed_bfloat16"))
+
+
+def test_model_card_renders_without_tensorflow():
+    """The card renders in a process where TensorFlow cannot even be imported."""
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.modules['tensorflow'] = None\n"
+              "from training.model_card import model_card\n"
+              f"print(model_card({RESULTS!r}, {TRAIN_INFO!r}, {DESCRIPTION!r}))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = result.stdout
+    assert card == model_card(RESULTS, TRAIN_INFO, DESCRIPTION) + "\n"
+    assert card.startswith("# pixelcnn_mnist (version 3)")
+    assert "| NLL, exact (nats/image) | 80.31 +- 0.20 |" in card
+    assert "NLL / (784 ln 2)" in card and "| bits per dimension | 0.1478 |" in card
+    assert "stateless seed (1234, i)" in card and "Table 4: PixelCNN 81.30" in card
+    assert "precision policy mixed_bfloat16 (evaluated in float32)" in card
+    assert "momentum 0.9995" in card and "(its averaged weights)." in card
+    assert "![samples](../../docs/images/pixelcnn_mnist/samples.png)" in card
+    assert "[docs/design.md](../../docs/design.md)" in card and (ROOT / "docs" / "design.md").is_file()
+
+
+def test_model_card_names_what_its_description_lacks():
+    with pytest.raises(KeyError, match="objective"):
+        model_card(RESULTS, None, {k: v for k, v in DESCRIPTION.items() if k != "objective"})
+    assert set(DESCRIPTION) == set(DESCRIPTION_KEYS)
 
 
 @pytest.mark.slow
