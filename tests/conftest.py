@@ -1,4 +1,7 @@
 """Shared fixtures: repository paths, the offline data folder, subprocess runs."""
+import contextlib
+import importlib
+import io
 import os
 import pathlib
 import subprocess
@@ -40,6 +43,26 @@ def run_module(module, *args, env=None, timeout=600, check=True, cwd=ROOT):
             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
     return result
+
+
+def run_main(module, *args):
+    """Runs ``module.main(args)`` in this process; returns what ``run_module(..., check=False)``
+    would (a CompletedProcess with returncode, stdout and stderr).
+
+    For a command's error paths and short runs: no new interpreter loads TensorFlow.
+    A ``sys.exit("error: ...")`` becomes returncode 1 with the message on stderr.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            importlib.import_module(module).main([str(a) for a in args])
+        except SystemExit as exit_:
+            code = exit_.code
+    if isinstance(code, str):
+        print(code, file=err)
+        code = 1
+    return subprocess.CompletedProcess([module, *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def read_history(path):

@@ -1,11 +1,11 @@
 """Evaluation command: figures and the model card."""
 import json
 
-from conftest import run_module
+from conftest import run_main, run_module
 
 
 def test_evaluate_run_folder_writes_card(tiny_run):
-    run_module("training.evaluate", tiny_run, "--take", 200, "--k", 50)
+    run_module("training.evaluate", tiny_run, "--take", 200, "--k", 50, "--samples", 300)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["iwae_k"] == 50 and metrics["test_images"] == 200
     # The IWAE bound is at least as tight as the ELBO (up to Monte Carlo noise).
@@ -14,8 +14,10 @@ def test_evaluate_run_folder_writes_card(tiny_run):
     card = (tiny_run / "MODEL_CARD.md").read_text()
     assert f"{metrics['test_nll_iwae']:.2f}" in card and "k = 50" in card
     assert "python -m training.train vae_mnist" in card and "--k 50" in card
+    # the zoo classifier scores its samples beside the real-data floor
+    assert metrics["sample_quality"]["samples"] == 300 and "## Sample quality" in card
 
 
 def test_evaluate_unknown_target_is_clear(tmp_path):
-    result = run_module("training.evaluate", tmp_path / "missing", check=False)
+    result = run_main("training.evaluate", tmp_path / "missing")
     assert result.returncode != 0 and "No Keras model" in result.stderr

@@ -10,6 +10,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from conftest import run_main
 from serving import export
 from zoo import saving
 
@@ -124,10 +125,8 @@ def test_versions_are_never_overwritten_and_failures_leave_nothing(exported, mon
 
 
 def test_export_command_errors_are_clear(tmp_path):
-    from conftest import run_module
-
-    result = run_module("serving.export", tmp_path / "nothing", "--base_dir", tmp_path, check=False)
+    result = run_main("serving.export", tmp_path / "nothing", "--base_dir", tmp_path)
     assert result.returncode != 0 and "No Keras model" in result.stderr
     (tmp_path / "bad.keras").write_text("not a zip")
-    result = run_module("serving.export", tmp_path / "bad.keras", "--base_dir", tmp_path, check=False)
+    result = run_main("serving.export", tmp_path / "bad.keras", "--base_dir", tmp_path)
     assert result.returncode != 0 and "not a loadable Keras model" in result.stderr

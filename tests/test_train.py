@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, read_history, run_module
+from conftest import ROOT, read_history, run_main, run_module
+from training import model_card
 from zoo import saving
 
 # Settings shared by the strategy runs: plain SGD so that a wrong gradient scale
@@ -55,14 +56,13 @@ def test_training_run_writes_its_outputs(tiny_run):
 
 def test_a_finished_run_is_not_overwritten(tiny_run):
     before = (tiny_run / "model.keras").read_bytes()
-    result = run_module("training.train", "vae_mnist", "--epochs", 1, "--output_dir", tiny_run,
-                        check=False)
+    result = run_main("training.train", "vae_mnist", "--epochs", 1, "--output_dir", tiny_run)
     assert result.returncode != 0 and "finished run" in result.stderr
     assert (tiny_run / "model.keras").read_bytes() == before
 
 
 def test_unknown_preset_lists_valid_ones():
-    result = run_module("training.train", "vae_cifar", check=False)
+    result = run_main("training.train", "vae_cifar")
     assert result.returncode != 0
     assert "vae_mnist" in result.stderr and "Unknown preset" in result.stderr
 
@@ -146,8 +146,7 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     done = json.loads(meta.read_text())["epoch"]
     assert 2 <= done < 8
 
-    changed = subprocess.run(args + ["--learning_rate", "0.01"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=600)
+    changed = run_main("training.train", *args[3:], "--learning_rate", "0.01")
     assert changed.returncode != 0 and "learning_rate was 0.001, now 0.01" in changed.stderr
     assert json.loads(meta.read_text())["epoch"] == done, "the refused restart touched the backup"
 
@@ -181,8 +180,6 @@ def test_mixed_precision_run_trains_in_bfloat16_and_exports_in_float32(tmp_path)
 
 
 def test_model_card_follows_a_chain_of_fine_tunes():
-    from training import evaluate
-
     def record(epochs, command, start=None):
         info = dict(epochs_done=epochs, command=command, wall_time_s=1.0,
                     config=dict(learning_rate=1e-3, batch_size=64, final_lr_fraction=0.05))
@@ -193,38 +190,36 @@ def test_model_card_follows_a_chain_of_fine_tunes():
     first = record(20, "python -m training.train p")
     second = record(15, "python -m training.train p --init_from v1", ("v1", first))
     third = record(12, "python -m training.train p --init_from v2", ("v2", second))
-    lines = evaluate._init_from_lines(third)
+    lines = model_card._init_from_lines(third)
     assert len(lines) == 2 and lines[0].endswith("; 47 epochs in all")
     assert "`v2`: the weights after 15 epochs of `python -m training.train p --init_from v1`" in lines[0]
     assert "`v2` itself started from `v1`: the weights after 20 epochs" in lines[1]
     # A starting point without a training record: no total is claimed.
     second["init_from"]["train_info"] = None
-    lines = evaluate._init_from_lines(third)
+    lines = model_card._init_from_lines(third)
     assert "`v1`: weights with no training record" in lines[1] and "in all" not in lines[0]
 
 
 def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(tiny_run, tmp_path):
     # Learning rate 0: the run's weights stay those it started from.
-    run_module("training.train", "vae_mnist", "--init_from", tiny_run, "--optimizer", "sgd",
-               "--learning_rate", 0, "--epochs", 1, "--steps_per_epoch", 2, "--train_examples", 200,
-               "--batch_size", 50, "--output_dir", tmp_path / "ft", "--verbose", 0)
-    from training import evaluate
-
+    result = run_main("training.train", "vae_mnist", "--init_from", tiny_run, "--optimizer", "sgd",
+                      "--learning_rate", 0, "--epochs", 1, "--steps_per_epoch", 2, "--train_examples", 200,
+                      "--batch_size", 50, "--output_dir", tmp_path / "ft", "--verbose", 0)
+    assert result.returncode == 0, result.stderr[-2000:]
     start, tuned = saving.load_trained(tiny_run), saving.load_trained(tmp_path / "ft")
     for a, b in zip(start.get_weights(), tuned.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     info = json.loads((tmp_path / "ft" / "train_info.json").read_text())
     assert info["init_from"]["path"] == str(tiny_run)
     assert info["init_from"]["train_info"]["epochs_done"] == 2
-    assert "2 epochs of `python -m training.train vae_mnist" in "\n".join(evaluate._init_from_lines(info))
-    assert "3 epochs in all" in evaluate._init_from_lines(info)[0]
+    assert "2 epochs of `python -m training.train vae_mnist" in "\n".join(model_card._init_from_lines(info))
+    assert "3 epochs in all" in model_card._init_from_lines(info)[0]
 
-    other = run_module("training.train", "vae2d_mnist", "--init_from", tiny_run, "--epochs", 1,
-                       "--steps_per_epoch", 1, "--output_dir", tmp_path / "other", check=False)
+    other = run_main("training.train", "vae2d_mnist", "--init_from", tiny_run, "--epochs", 1,
+                     "--steps_per_epoch", 1, "--output_dir", tmp_path / "other")
     assert other.returncode != 0 and "architectures must match" in other.stderr, other.stderr[-2000:]
-    missing = run_module("training.train", "vae_mnist", "--init_from", tmp_path / "nothing",
-                         "--epochs", 1, "--steps_per_epoch", 1, "--output_dir", tmp_path / "m",
-                         check=False)
+    missing = run_main("training.train", "vae_mnist", "--init_from", tmp_path / "nothing",
+                       "--epochs", 1, "--steps_per_epoch", 1, "--output_dir", tmp_path / "m")
     assert missing.returncode != 0 and "No Keras model" in missing.stderr, missing.stderr[-2000:]
 
 
@@ -234,18 +229,17 @@ def test_ema_momentum_keeps_the_averaged_weights(tiny_run, tmp_path):
     # weights), so two steps with --ema_momentum end at the weights of one step without.
     common = ["vae_mnist", "--init_from", tiny_run, "--optimizer", "sgd", "--learning_rate", 0.05,
               "--epochs", 1, "--train_examples", 200, "--batch_size", 50, "--verbose", 0]
-    run_module("training.train", *common, "--steps_per_epoch", 1, "--output_dir", tmp_path / "one")
-    run_module("training.train", *common, "--steps_per_epoch", 2, "--ema_momentum", 0.9999999,
-               "--output_dir", tmp_path / "ema")
-    from training import evaluate
-
+    for name, extra in (("one", ["--steps_per_epoch", 1]),
+                        ("ema", ["--steps_per_epoch", 2, "--ema_momentum", 0.9999999])):
+        result = run_main("training.train", *common, *extra, "--output_dir", tmp_path / name)
+        assert result.returncode == 0, result.stderr[-2000:]
     start, one, ema = (saving.load_trained(p) for p in (tiny_run, tmp_path / "one", tmp_path / "ema"))
     moved = max(np.abs(a - b).max() for a, b in zip(start.get_weights(), one.get_weights(), strict=True))
     assert moved > 1e-4
     for a, b in zip(one.get_weights(), ema.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=moved * 1e-3)
     info = json.loads((tmp_path / "ema" / "train_info.json").read_text())
-    assert "Polyak averaging" in evaluate._optimizer_text(info["config"])
-    bad = run_module("training.train", "dcgan_mnist", "--ema_momentum", 0.999, "--epochs", 1,
-                     "--steps_per_epoch", 1, "--output_dir", tmp_path / "gan", check=False)
+    assert "Polyak averaging" in model_card._optimizer_text(info["config"])
+    bad = run_main("training.train", "dcgan_mnist", "--ema_momentum", 0.999, "--epochs", 1,
+                   "--steps_per_epoch", 1, "--output_dir", tmp_path / "gan")
     assert bad.returncode != 0 and "one-optimizer models" in bad.stderr, bad.stderr[-2000:]

@@ -123,8 +123,11 @@ def initialize_from(model, path):
     return saving.train_info(path)
 
 
-def train(cfg, verbose=1):
-    """Runs ``cfg`` to completion (resuming a killed run); returns the History."""
+def train(cfg, verbose=1, command=None):
+    """Runs ``cfg`` to completion (resuming a killed run); returns the History.
+
+    ``command``: the command line the run's record names (default: this process's).
+    """
     strategy = strategy_lib.make(cfg.strategy, cfg.cpu_devices)
     _, task_index, is_chief = strategy_lib.worker_info()
     keras.utils.set_random_seed(cfg.seed)
@@ -165,7 +168,7 @@ def train(cfg, verbose=1):
 
     record = dict(
         preset=cfg.preset,
-        command="python -m training.train " + shlex.join(sys.argv[1:]),
+        command=command or "python -m training.train " + shlex.join(sys.argv[1:]),
         config=dataclasses.asdict(cfg),
         strategy=type(strategy).__name__,
         replicas=strategy.num_replicas_in_sync,
@@ -236,7 +239,8 @@ def main(argv=None):
         except ValueError as err:
             sys.exit(f"error: {err}")
     try:
-        train(cfg, verbose=args.verbose)
+        train(cfg, verbose=args.verbose, command="python -m training.train " + shlex.join(
+            sys.argv[1:] if argv is None else [str(a) for a in argv]))
     except (data.DataUnavailableError, InitFromError) as err:
         sys.exit(f"error: {err}")
 
