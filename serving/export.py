@@ -9,7 +9,10 @@ in ``assets.extra/`` and, in ``genzoo/``, the Keras config and run record
 owns that layout and rebuilds the trainable Keras model from the two).
 The version folder is written under a hidden temporary name and renamed into
 place, so a half-written version is never visible to a server; an existing
-version is never overwritten. ``<base_dir>/models.config`` gains the preset.
+version is never overwritten. ``<base_dir>/models.config`` gains the preset (base
+paths relative to it, for genzoo's embedded server), and ``models.docker.config``
+is rewritten from it with absolute ``/models/<name>`` base paths, for stock TF
+Serving with the folder mounted at /models.
 """
 import argparse
 import os
@@ -59,24 +62,49 @@ def write_warmup(path, model_name, endpoints):
             writer.write(log.SerializeToString())
 
 
+MODELS_CONFIG = "models.config"  # base paths relative to its folder: the embedded server's
+DOCKER_CONFIG = "models.docker.config"  # the same models at /models/<name>: stock TF Serving's
+DOCKER_MOUNT = "/models"  # where the Docker command of the README mounts the zoo folder
+
+
+def _write_config(path, config):
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text_format.MessageToString(config))
+    tmp.replace(path)
+
+
+def docker_config(config, mount=DOCKER_MOUNT):
+    """``config`` with every relative base path made absolute under ``mount``.
+
+    Stock TF Serving refuses relative base paths (ValidateModelConfigList in
+    server_core.cc: "Expected model ... to have an absolute path or URI"), so
+    the zoo folder mounted at ``mount`` in a container is served through this copy.
+    """
+    out = model_server_config_pb2.ModelServerConfig()
+    out.CopyFrom(config)
+    for entry in out.model_config_list.config:
+        if not entry.base_path.startswith("/") and "://" not in entry.base_path:
+            entry.base_path = f"{mount.rstrip('/')}/{entry.base_path}"
+    return out
+
+
 def add_to_models_config(base_dir, name):
-    """Adds ``name`` to ``base_dir/models.config`` (TF Serving's text format)."""
-    path = pathlib.Path(base_dir) / "models.config"
+    """Adds ``name`` to ``base_dir/models.config`` (TF Serving's text format) and rewrites
+    ``base_dir/models.docker.config`` from it; returns the first."""
+    path = pathlib.Path(base_dir) / MODELS_CONFIG
     config = model_server_config_pb2.ModelServerConfig()
     if path.exists():
         text_format.Parse(path.read_text(), config)
-    if any(m.name == name for m in config.model_config_list.config):
-        return path
-    entry = config.model_config_list.config.add()
-    entry.name = name
-    entry.base_path = name  # relative to the folder the server runs in
-    entry.model_platform = "tensorflow"
-    ordered = sorted(config.model_config_list.config, key=lambda m: m.name)
-    del config.model_config_list.config[:]
-    config.model_config_list.config.extend(ordered)
-    tmp = path.with_suffix(".config.tmp")
-    tmp.write_text(text_format.MessageToString(config))
-    tmp.replace(path)
+    if not any(m.name == name for m in config.model_config_list.config):
+        entry = config.model_config_list.config.add()
+        entry.name = name
+        entry.base_path = name  # relative to the folder the server runs in
+        entry.model_platform = "tensorflow"
+        ordered = sorted(config.model_config_list.config, key=lambda m: m.name)
+        del config.model_config_list.config[:]
+        config.model_config_list.config.extend(ordered)
+        _write_config(path, config)
+    _write_config(path.parent / DOCKER_CONFIG, docker_config(config))
     return path
 
 

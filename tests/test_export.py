@@ -10,7 +10,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from conftest import run_main
+from conftest import ROOT, run_main
 from serving import export
 from zoo import saving
 
@@ -67,6 +67,29 @@ def test_layout_signatures_and_config(exported):
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse((base / "models.config").read_text(), config)
     assert [(m.name, m.base_path) for m in config.model_config_list.config] == [("vae_mnist", "vae_mnist")]
+    docker = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse((base / "models.docker.config").read_text(), docker)
+    assert [(m.name, m.base_path) for m in docker.model_config_list.config] == [("vae_mnist", "/models/vae_mnist")]
+
+
+def _config(path):
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse(path.read_text(), config)
+    return config
+
+
+def test_the_zoo_has_a_config_stock_tf_serving_accepts():
+    """models.docker.config serves what models.config serves, at absolute paths under /models.
+
+    Stock TF Serving rejects relative base paths (server_core.cc, ValidateModelConfigList:
+    "Expected model ... to have an absolute path or URI"); the README's docker command
+    mounts exported/ at /models and serves this file.
+    """
+    zoo = ROOT / "exported"
+    relative, docker = _config(zoo / "models.config"), _config(zoo / "models.docker.config")
+    assert docker == export.docker_config(relative)
+    for entry in docker.model_config_list.config:
+        assert entry.base_path == f"/models/{entry.name}" and (zoo / entry.name).is_dir(), entry
 
 
 def test_warmup_records_name_every_signature(exported):
