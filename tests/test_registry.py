@@ -1,8 +1,11 @@
 """The preset table: building, listing, unknown names, loading pretrained models."""
+import ast
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import ROOT
 from serving import export
 from zoo import latent, registry, saving
 
@@ -43,3 +46,10 @@ def test_pretrained_models_load(name):
     again = fn(*[tf.constant(inputs[spec.name]) for spec in specs])
     for key, value in out.items():
         np.testing.assert_allclose(value.numpy(), again[key].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_readme_lists_the_presets_as_list_models_does():
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("registry.list_models()"))
+    shown = ast.literal_eval(line.split("#", 1)[1].replace(", ...", "").strip())
+    assert shown == registry.list_models()[:len(shown)], (shown, registry.list_models())
