@@ -1,13 +1,19 @@
-"""The layering of the packages, read from the source: zoo <- training, zoo <- serving.
+"""How the packages are put together: their layering, read from the source (zoo <- training,
+zoo <- serving), and TensorFlow's start-up log, set up once in zoo/__init__.py.
 
 ``zoo/`` (models, the saved-model format) imports neither ``training/`` nor
 ``serving/``; ``serving/`` does not import ``training/`` (a served model needs
 no training code). ``training/`` may use ``serving/`` and ``zoo/``.
 """
 import ast
+import os
+import subprocess
+import sys
 
 import pytest
+import tensorflow as tf
 
+import zoo
 from conftest import ROOT
 
 SETTER = "setdefault(" + '"TF_CPP_MIN_LOG_LEVEL"'
@@ -43,3 +49,25 @@ def test_tensorflow_log_level_is_set_in_one_place():
                for p in sorted((ROOT / folder).rglob("*.py"))
                if SETTER in p.read_text()]
     assert setters == ["zoo/__init__.py"], setters
+
+
+def test_starting_tensorflow_prints_no_cuda_lines_on_a_cpu_machine():
+    script = "import zoo, tensorflow as tf; print(int(tf.constant(1) + 1))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert result.returncode == 0 and result.stdout.strip() == "2", result.stderr[-2000:]
+    if not tf.config.list_physical_devices("GPU"):
+        assert "cuda" not in result.stderr.lower() and "absl" not in result.stderr, result.stderr
+
+
+def test_only_tensorflows_start_up_noise_is_dropped():
+    noise = [b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+             b"I0000 00:00:1796202347.191684    1560 cudart_stub.cc:31] Could not find cuda drivers on your "
+             b"machine, GPU will not be used.",
+             b"E0000 00:00:1796202349.202081    1560 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
+             b"CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)"]
+    kept = [b"E0000 00:00:1796202349.202081    1560 op_kernel.cc:1842] OP_REQUIRES failed: out of memory",
+            b"W0000 00:00:1796202349.202081    1560 cpu_allocator.cc:10] Allocation exceeds 10% of memory",
+            b"Traceback (most recent call last):", b"ImportError: libfoo.so: cannot open shared object file"]
+    assert all(zoo._NOISE.match(line) for line in noise)
+    assert not any(zoo._NOISE.match(line) for line in kept)
