@@ -35,6 +35,8 @@ class _LatentModel(steps.OneOptimizerModel):
         num_classes: > 0 makes encoder and decoder label-conditioned.
     """
 
+    family = "latent"
+
     def __init__(
         self,
         image_shape=(28, 28, 1),
@@ -90,8 +92,6 @@ class _LatentModel(steps.OneOptimizerModel):
             num_classes=self.num_classes,
         )
         return config
-
-    family = "latent"
 
     # ----------------------------------------------------------------- data
     def _with_labels(self, h, labels):
@@ -288,8 +288,8 @@ class VAE(_LatentModel):
         Training folds the optimizer step and the replica into the generator's
         draw (``seeding.training_seed``, as the GAN does), so replicas draw
         different noise and a resumed run does not replay its first steps'
-        (a stateless (2,) seed). Evaluation keeps the generator's own stream
-        (a stateful scalar seed for TFP), so a model card's test ELBO reproduces.
+        stateless seed. Evaluation keeps the generator's own counter, the
+        seed (0, n) for its n-th draw, so a model card's test ELBO reproduces.
         """
         if training:
             seed = seeding.training_seed(self.seed_generator, self.optimizer.iterations)
