@@ -5,6 +5,7 @@ wait for signatures (run by the batcher or an executor) without holding a
 thread per request.
 """
 import asyncio
+import logging
 import math
 import time
 
@@ -17,8 +18,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving import responses
+from serving import models, responses
 from serving.errors import ServingError
+
+log = logging.getLogger("genzoo.serving")
 
 
 def _spec_args(spec):
@@ -102,26 +105,43 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus and HandleReloadConfigRequest."""
+    """GetModelStatus and HandleReloadConfigRequest (model_servers/model_service_impl.cc)."""
 
     def __init__(self, manager):
         self.manager = manager
 
     async def GetModelStatus(self, request, context):
         try:
+            if not request.HasField("model_spec"):  # get_model_status_impl.cc
+                raise ServingError("INVALID_ARGUMENT", "Missing ModelSpec")
             return responses.status_response(self.manager, *_spec_args(request.model_spec))
         except ServingError as err:
             await _abort(context, err)
 
     async def HandleReloadConfigRequest(self, request, context):
-        response = model_management_pb2.ReloadConfigResponse()
+        """Validates and applies the config; returns when the models it adds have loaded.
+
+        As TF Serving, an error is the call's gRPC status (INVALID_ARGUMENT for an
+        invalid config, FAILED_PRECONDITION for a label on a version that is not
+        available, UNKNOWN when added models did not become available); TF Serving
+        also copies it into the response's ``status``, which gRPC does not send
+        with an error status, so the response is OK whenever it arrives.
+        """
         try:  # loading models takes seconds: off the event loop
             await asyncio.get_running_loop().run_in_executor(
                 None, self.manager.reload_config, request.config)
         except ServingError as err:
-            response.status.error_code = 3  # INVALID_ARGUMENT
-            response.status.error_message = err.message
-        return response
+            log.error("ReloadConfig failed: %s", err.message)
+            await _abort(context, err)
+        except models.ModelsUnavailable as err:
+            log.error("ReloadConfig failed: %s", err)
+            await context.abort(grpc.StatusCode.UNKNOWN, str(err))
+        except Exception as err:  # a bug must not look like success
+            log.exception("ReloadConfig failed")
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"ReloadConfig failed: {type(err).__name__}: {err}")
+        log.info("ReloadConfig applied: models %s", ", ".join(sorted(self.manager.models)))
+        return model_management_pb2.ReloadConfigResponse()  # status: OK
 
 
 def add_services(server, predictor, metrics=None, max_elements=32 << 20, executor=None,

@@ -66,17 +66,26 @@ class ConfigError(ValueError):
     """A configuration file is missing or malformed."""
 
 
-def parse_text(path, message):
-    """Parses the text-format file ``path`` into ``message``; errors name the file."""
+def read_text(path):
+    """The text of the file ``path``; a ConfigError names it when it cannot be read."""
     try:
-        text = open(path).read()
+        return open(path).read()
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+
+
+def parse_string(text, message, path):
+    """Parses text format read from ``path`` into ``message``; errors name the file."""
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as err:
         raise ConfigError(f"{path} is not a valid {message.DESCRIPTOR.name}: {err}") from err
     return message
+
+
+def parse_text(path, message):
+    """Parses the text-format file ``path`` into ``message``; errors name the file."""
+    return parse_string(read_text(path), message, path)
 
 
 def model_server_config(path):

@@ -6,6 +6,13 @@
 Flag names and defaults follow ``tensorflow_model_server`` where they apply;
 genzoo's own flags are --address (default 127.0.0.1), --max_rows,
 --max_request_bytes and --max_inflight_requests.
+
+Start-up order: the config is validated (an invalid one stops the server with
+its error, as TF Serving fails to start), the gRPC and REST ports open, and then
+the models load in the background. TF Serving loads before it opens its ports;
+here a client gets answers at once: status START or LOADING, and for predict
+TF Serving's NOT_FOUND "Servable not found for request" until a version is
+AVAILABLE. A model that fails to load shows END with its error; the others serve.
 """
 import argparse
 import asyncio
@@ -41,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--enable_batching", action="store_true")
     p.add_argument("--batching_parameters_file", help="BatchingParameters in text format")
     p.add_argument("--enable_model_warmup", type=_bool, default=True)
+    p.add_argument("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?",
+                   const=True, default=False,
+                   help="let a new version label name a version that is not available (yet)")
     p.add_argument("--monitoring_config_file",
                    help="MonitoringConfig in text format (default: Prometheus at "
                         "/monitoring/prometheus/metrics)")
@@ -65,12 +75,14 @@ def _bool(text):
 
 
 def _model_config(args):
-    """(ModelServerConfig, folder relative base paths resolve against)."""
+    """(ModelServerConfig, folder relative base paths resolve against, the file's text)."""
     if args.model_config_file and args.model_base_path:
         raise protos.ConfigError("give --model_config_file or --model_base_path, not both")
     if args.model_config_file:
         path = pathlib.Path(args.model_config_file)
-        return protos.model_server_config(path), path.resolve().parent
+        text = protos.read_text(path)
+        config = protos.parse_string(text, model_server_config_pb2.ModelServerConfig(), path)
+        return config, path.resolve().parent, text
     if not args.model_base_path:
         raise protos.ConfigError("give --model_config_file or --model_base_path")
     config = model_server_config_pb2.ModelServerConfig()
@@ -78,7 +90,7 @@ def _model_config(args):
     entry.name = args.model_name
     entry.base_path = str(pathlib.Path(args.model_base_path).resolve())
     entry.model_platform = "tensorflow"
-    return config, pathlib.Path.cwd()
+    return config, pathlib.Path.cwd(), None
 
 
 class Server:
@@ -86,7 +98,7 @@ class Server:
 
     def __init__(self, args):
         self.args = args
-        config, self.base_dir = _model_config(args)
+        config, self.base_dir, self.config_text = _model_config(args)
         monitoring = protos.MonitoringConfig()
         if args.monitoring_config_file:
             protos.parse_text(args.monitoring_config_file, monitoring)
@@ -103,7 +115,8 @@ class Server:
                 on_batch=self.metrics.batch if self.metrics else None)
         self.predictor = predict.Predictor(None, self.batcher, args.max_rows, self.metrics)
         warmup = self.predictor.run_warmup if args.enable_model_warmup else None
-        self.manager = models.ModelManager(config, self.base_dir, warmup)
+        self.manager = models.ModelManager(  # validates the config; loads nothing yet
+            config, self.base_dir, warmup, args.allow_version_labels_for_unavailable_models)
         self.predictor.manager = self.manager
         # Unbatched signatures of both front ends run on this pool (TensorFlow
         # releases the GIL while kernels run, so calls overlap).
@@ -116,21 +129,48 @@ class Server:
                                  args.max_request_bytes)
         self._stopped = threading.Event()
 
-    def _watch_config(self):
+    def _watch_config(self, applied):
+        """Re-reads --model_config_file every --model_config_file_poll_wait_seconds.
+
+        As TF Serving's Server::PollFilesystemAndReloadConfig (model_servers/server.cc):
+        a file that does not parse, or a config ReloadConfig refuses, is logged and
+        the running config keeps serving. A refused file is tried again on every
+        poll (a label may name a version that becomes available), logged once.
+        """
         interval = self.args.model_config_file_poll_wait_seconds
         path = self.args.model_config_file
-        last = None
+        reported = None
         while not self._stopped.wait(interval):
             try:
                 text = pathlib.Path(path).read_text()
-                if text == last:
+            except OSError as err:
+                text, problem = None, f"cannot read {path}: {err.strerror}"
+            else:
+                if text == applied:
                     continue
-                if last is not None:
-                    self.manager.reload_config(protos.model_server_config(path))
-                    log.info("reloaded %s", path)
-                last = text
-            except Exception as err:  # a bad edit keeps the running config
-                log.error("config %s not reloaded: %s", path, err)
+                problem = self._reload_text(path, text)
+                if problem is None:
+                    applied, reported = text, None
+                    continue
+                if problem.startswith("applied"):
+                    applied = text
+            if problem != reported:
+                log.error("model config %s: %s", path, problem)
+                reported = problem
+
+    def _reload_text(self, path, text):
+        """Applies a config file's text; None when it worked, else what went wrong."""
+        try:
+            self.manager.reload_config(protos.parse_string(
+                text, model_server_config_pb2.ModelServerConfig(), path))
+        except (protos.ConfigError, ServingError) as err:
+            return f"not applied, the running config keeps serving: {err}"
+        except models.ModelsUnavailable as err:
+            return f"applied, but {err}"
+        except Exception as err:  # never let the watcher die
+            return f"not applied: {type(err).__name__}: {err}"
+        log.info("reloaded model config %s", path)
+        return None
 
     async def _start_grpc(self):
         """The gRPC front end (grpc.aio) on this event loop; returns the server."""
@@ -161,6 +201,11 @@ class Server:
             site = web.TCPSite(runner, self.args.address, self.args.rest_api_port)
             await site.start()
             log.info("REST API at http://%s:%d", self.args.address, self.args.rest_api_port)
+        # The ports answer from here on; the models load in the background.
+        self.manager.start(self.args.file_system_poll_wait_seconds, on_first_pass=_freeze_gc)
+        if self.args.model_config_file and self.args.model_config_file_poll_wait_seconds > 0:
+            threading.Thread(target=self._watch_config, args=(self.config_text,),
+                             name="genzoo-config", daemon=True).start()
         while not self._stopped.is_set():
             await asyncio.sleep(0.2)
         if grpc_server is not None:
@@ -172,14 +217,7 @@ class Server:
 
     def serve(self):
         """Starts everything and blocks until SIGINT/SIGTERM."""
-        # TensorFlow and the loaded models leave millions of long-lived Python
-        # objects; keeping them out of the collector's full passes avoids
-        # pauses of hundreds of milliseconds under load.
-        gc.collect()
-        gc.freeze()
-        self.manager.start_polling(self.args.file_system_poll_wait_seconds)
-        if self.args.model_config_file and self.args.model_config_file_poll_wait_seconds > 0:
-            threading.Thread(target=self._watch_config, daemon=True).start()
+        _freeze_gc()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._stopped.set())
         try:
@@ -191,6 +229,14 @@ class Server:
         self._stopped.set()
         self.manager.stop()
         self.executor.shutdown(wait=False)
+
+
+def _freeze_gc():
+    """TensorFlow and the loaded models leave millions of long-lived Python objects;
+    keeping them out of the collector's full passes avoids pauses of hundreds of
+    milliseconds under load. Run at start-up and again once the models have loaded."""
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv=None):
