@@ -7,12 +7,14 @@
     python -m serving.client sample vae_mnist --count 64 --out samples.png [--rest_port 8501]
 """
 import argparse
+import base64
 import sys
 
 import grpc
 import numpy as np
 import requests
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from zoo.images import grid, save_png
@@ -25,6 +27,28 @@ class ServerError(RuntimeError):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+def _jsonable(array):
+    """An input array as JSON: numbers, or {"b64": ...} for bytes."""
+    if array.dtype.kind in "OS":
+        def leaf(v):
+            return {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
+        return np.vectorize(leaf, otypes=[object])(array).tolist() if array.ndim else leaf(array.item())
+    return array.tolist()
+
+
+def _from_json(value, dtype):
+    """A JSON output as an array of its signature dtype (strings: bytes, *_bytes: base64)."""
+    if dtype is None:
+        return np.asarray(value)
+    if np.dtype(dtype) == object:
+        def leaf(v):
+            if isinstance(v, dict):
+                return base64.b64decode(v["b64"])
+            return v.encode() if isinstance(v, str) else v
+        return np.vectorize(leaf, otypes=[object])(np.array(value, dtype=object))
+    return np.asarray(value, dtype=dtype)
 
 
 class Client:
@@ -50,7 +74,7 @@ class Client:
         else:
             self.session = requests.Session()
             self.base = f"http://{host}:{rest_port}/v1/models"
-            self._output_names = {}
+            self._output_dtypes = {}
 
     def predict(self, model, signature="serving_default", version=None, version_label=None,
                 **inputs):
@@ -89,35 +113,52 @@ class Client:
 
     def _predict_rest(self, model, signature, version, label, inputs):
         body = {"signature_name": signature,
-                "inputs": {k: v.tolist() for k, v in inputs.items()}}
+                "inputs": {k: _jsonable(v) for k, v in inputs.items()}}
         reply = self.session.post(self._path(model, version, label) + ":predict", json=body,
                                   timeout=self.timeout)
-        doc = reply.json()
+        try:
+            doc = reply.json()
+        except ValueError:
+            raise ServerError(reply.status_code, reply.text) from None
         if reply.status_code != 200:
             raise ServerError(reply.status_code, doc.get("error", reply.text))
+        specs = self._output_specs(model, signature, version, label)
         outputs = doc["outputs"]
         if not isinstance(outputs, dict):  # a lone output comes back bare: name it
-            outputs = {self._lone_output(model, signature, version): outputs}
-        return {k: np.asarray(v) for k, v in outputs.items()}
+            outputs = {next(iter(specs)): outputs}
+        return {k: _from_json(v, specs.get(k)) for k, v in outputs.items()}
 
-    def _lone_output(self, model, signature, version):
-        """The name of a signature's only output, from the model's metadata (cached)."""
-        key = (model, signature, version)
-        if key not in self._output_names:
-            defs = self.metadata(model, version)["metadata"]["signature_def"]["signature_def"]
-            self._output_names[key] = next(iter(defs[signature or "serving_default"]["outputs"]))
-        return self._output_names[key]
+    def _output_specs(self, model, signature, version, label):
+        """{output: NumPy dtype} of a signature, from the model's metadata (cached), so that
+        REST answers come back in the signature's dtypes (uint8 images), as over gRPC."""
+        key = (model, signature or "serving_default", version, label)
+        if key not in self._output_dtypes:
+            meta = self.metadata(model, version, label)
+            defs = meta["metadata"]["signature_def"]["signature_def"]
+            outputs = defs[key[1]]["outputs"]
+            self._output_dtypes[key] = {
+                name: tf.as_dtype(types_pb2.DataType.Value(info["dtype"])).as_numpy_dtype
+                for name, info in outputs.items()}
+        return self._output_dtypes[key]
 
-    def metadata(self, model, version=None):
+    def metadata(self, model, version=None, version_label=None):
         """The model's signature defs as a dict (REST) or GetModelMetadataResponse (gRPC)."""
         if self.protocol == "rest":
-            return self.session.get(self._path(model, version, None) + "/metadata",
-                                    timeout=self.timeout).json()
+            reply = self.session.get(self._path(model, version, version_label) + "/metadata",
+                                     timeout=self.timeout)
+            if reply.status_code != 200:
+                raise ServerError(reply.status_code, reply.json().get("error", reply.text))
+            return reply.json()
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = model
         if version is not None:
             request.model_spec.version.value = int(version)
-        return self.stub.GetModelMetadata(request, timeout=self.timeout)
+        if version_label is not None:
+            request.model_spec.version_label = version_label
+        try:
+            return self.stub.GetModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise ServerError(err.code().name, err.details()) from None
 
     # The zoo's contract signatures.
     def sample(self, model, seeds, label=None, **spec):
@@ -139,17 +180,33 @@ class Client:
                             seed=np.asarray(seeds, np.int64), **spec)
 
 
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m serving.client",
+        description="Query a model server (TF Serving or genzoo's) and save samples as a PNG grid.")
+    p.add_argument("command", choices=["sample"],
+                   help="what to ask for: 'sample' draws --count images from the model's sample "
+                        "signature")
+    p.add_argument("model", help="served model name, e.g. vae_mnist (see exported/models.config)")
+    p.add_argument("--host", default="localhost", help="server host (default: %(default)s)")
+    p.add_argument("--grpc_port", type=int,
+                   help="use gRPC on this port (default 8500 when no port is given; preferred "
+                        "when both are)")
+    p.add_argument("--rest_port", type=int, help="use the REST API on this port")
+    p.add_argument("--count", type=int, default=64,
+                   help="number of images to draw (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="first half of every row's seed; the second is the row number, so the "
+                        "same --seed draws the same images (default: %(default)s)")
+    p.add_argument("--label", type=int,
+                   help="class label for conditional models (cvae_mnist, cgan_mnist, ...)")
+    p.add_argument("--out", default="samples.png",
+                   help="PNG file for the grid of images (default: %(default)s)")
+    return p
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m serving.client", description="Query a model server.")
-    p.add_argument("command", choices=["sample"])
-    p.add_argument("model")
-    p.add_argument("--host", default="localhost")
-    p.add_argument("--grpc_port", type=int)
-    p.add_argument("--rest_port", type=int)
-    p.add_argument("--count", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--label", type=int, help="class label for conditional models")
-    p.add_argument("--out", default="samples.png")
+    p = build_parser()
     args = p.parse_args(argv)
     if not args.grpc_port and not args.rest_port:
         args.grpc_port = 8500

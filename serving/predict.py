@@ -7,7 +7,9 @@ import asyncio
 import time
 
 import tensorflow as tf
+from google.protobuf import text_format
 
+from serving import responses
 from serving.errors import ServingError, from_tf_error
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -20,15 +22,20 @@ def _shape_text(shape):
 def check_inputs(signature, inputs, max_rows):
     """Checks names, dtypes, shapes and the shared batch size; returns the rows."""
     expected = signature.inputs
-    names = ", ".join(sorted(expected))
-    missing = sorted(set(expected) - set(inputs))
-    extra = sorted(set(inputs) - set(expected))
-    if missing or extra:
-        problems = ([f"missing input(s): {', '.join(missing)}"] if missing else []) + \
-                   ([f"unexpected input(s): {', '.join(extra)}"] if extra else [])
-        raise ServingError("INVALID_ARGUMENT",
-                           f"{'; '.join(problems).capitalize()}. Signature '{signature.name}' "
-                           f"expects inputs: {names}")
+    # predict_util.cc VerifyRequestInputsSize and PreProcessPrediction.
+    if len(inputs) != len(expected):
+        sent, wanted = sorted(inputs), sorted(expected)
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"input size does not match signature: {len(sent)}!={len(wanted)} "
+            f"len({{{','.join(sent)}}}) != len({{{','.join(wanted)}}}). "
+            f"Sent extra: {{{','.join(sorted(set(sent) - set(wanted)))}}}. "
+            f"Missing but required: {{{','.join(sorted(set(wanted) - set(sent)))}}}.")
+    for alias in sorted(inputs):
+        if alias not in expected:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"input tensor alias not found in signature: {alias}. Inputs "
+                               f"expected to be in the set {{{','.join(sorted(expected))}}}.")
     rows = set()
     for name, value in inputs.items():
         spec = expected[name]
@@ -73,13 +80,22 @@ class Predictor:
         self.metrics = metrics
 
     @staticmethod
-    def signature(version, signature_name):
+    def signature(version, signature_name, rest=False):
+        """The version's signature ``signature_name`` ('' or None: serving_default).
+
+        An unknown name is FAILED_PRECONDITION over gRPC (predict_util.cc RunPredict) and
+        INVALID_ARGUMENT over REST (http_rest_api_handler.cc GetInfoMap): HTTP 400 both.
+        """
         name = signature_name or DEFAULT_SIGNATURE
         if name not in version.signatures:
-            raise ServingError(
-                "INVALID_ARGUMENT",
-                f"Serving signature name: \"{name}\" not found in signature def. Signatures of "
-                f"{version.model} version {version.number}: {', '.join(sorted(version.signatures))}")
+            known = (f" (signatures of {version.model} version {version.number}: "
+                     f"{', '.join(sorted(version.signatures))})")
+            if rest:
+                raise ServingError("INVALID_ARGUMENT",
+                                   f'Serving signature name: "{name}" not found in signature def'
+                                   + known)
+            raise ServingError("FAILED_PRECONDITION",
+                               f'Serving signature key "{name}" not found.' + known)
         return version.signatures[name]
 
     def _call(self, model, signature, inputs):
@@ -100,22 +116,33 @@ class Predictor:
                 raise from_tf_error(error) from error
             raise ServingError("INTERNAL", f"{type(error).__name__}: {error}") from error
         if output_filter:
-            unknown = sorted(set(output_filter) - set(outputs))
-            if unknown:
-                raise ServingError("INVALID_ARGUMENT",
-                                   f"output tensor alias not found in signature: {', '.join(unknown)}. "
-                                   f"Outputs expected to be in the set {{{', '.join(sorted(outputs))}}}.")
             outputs = {k: outputs[k] for k in output_filter}
         return outputs
 
-    def _prepare(self, version, signature_name, inputs):
+    @staticmethod
+    def _check_filter(signature, output_filter):
+        """predict_util.cc PreProcessPrediction's checks of output_filter, before running."""
+        names = getattr(signature, "outputs", None) or {}
+        seen = set()
+        for alias in output_filter:
+            if names and alias not in names:
+                raise ServingError("INVALID_ARGUMENT",
+                                   f"output tensor alias not found in signature: {alias} Outputs "
+                                   f"expected to be in the set {{{','.join(sorted(names))}}}.")
+            if alias in seen:
+                raise ServingError("INVALID_ARGUMENT", f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
+
+    def _prepare(self, version, signature_name, inputs, output_filter=()):
         """(signature, rows) of a checked request."""
         signature = self.signature(version, signature_name)
-        return signature, check_inputs(signature, inputs, self.max_rows)
+        rows = check_inputs(signature, inputs, self.max_rows)
+        self._check_filter(signature, output_filter)
+        return signature, rows
 
     def run(self, version, signature_name, inputs, output_filter=()):
         """Runs a signature of a resolved version here, unbatched; returns its outputs."""
-        signature, _ = self._prepare(version, signature_name, inputs)
+        signature, _ = self._prepare(version, signature_name, inputs, output_filter)
         try:
             outputs = self._call(version.model, signature, inputs)
         except Exception as err:
@@ -126,7 +153,7 @@ class Predictor:
                         timeout=None):
         """Runs a request for the event-loop front ends: batched when batching is on,
         else on ``executor``; waits at most ``timeout`` seconds (asyncio.TimeoutError)."""
-        signature, rows = self._prepare(version, signature_name, inputs)
+        signature, rows = self._prepare(version, signature_name, inputs, output_filter)
         if self.batcher is not None and rows > 0:
             pending = self.batcher.run((version.model, version.number, signature.name),
                                        signature, inputs, rows)
@@ -145,3 +172,41 @@ class Predictor:
         """Replays one warmup PredictRequest against a version being loaded."""
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         self.run(version, request.model_spec.signature_name, inputs)
+
+
+# classifier.cc and regressor.cc, with --enable_signature_method_name_check=false (TF
+# Serving's default): GetClassificationSignatureDef / GetRegressionSignatureDef and their
+# PreProcessClassification / PreProcessRegression checks of the signature.
+_EXAMPLE_CHECKS = {
+    "classify": ("classification", ("scores", "classes"), (1, 2), "one or two output Tensors"),
+    "regress": ("regression", ("outputs",), (1,), "one output Tensor"),
+}
+
+
+def check_example_signature(version, signature_name, method):
+    """TF Serving's INVALID_ARGUMENT for a Classify or Regress request on a signature that
+    cannot serve it; UNIMPLEMENTED when it could (genzoo runs no tf.Example signatures)."""
+    kind, outputs, counts, expected = _EXAMPLE_CHECKS[method]
+    name = signature_name or DEFAULT_SIGNATURE
+    defs = responses.signature_defs(version)
+    if name not in defs:
+        raise ServingError("INVALID_ARGUMENT", f"No signature was found with the name: {name}")
+    signature = defs[name]
+    text = text_format.MessageToString(signature)
+    if len(signature.inputs) != 1:
+        raise ServingError("INVALID_ARGUMENT", "Expected one input Tensor.")
+    if len(signature.outputs) not in counts:
+        raise ServingError("INVALID_ARGUMENT",
+                           f"Expected {expected}, found {len(signature.outputs)}"
+                           if method == "classify" else f"Expected {expected}.")
+    if "inputs" not in signature.inputs:
+        raise ServingError("INVALID_ARGUMENT", f"No {kind} inputs found in SignatureDef: {text}")
+    if not any(o in signature.outputs for o in outputs):
+        if method == "classify":
+            raise ServingError("INVALID_ARGUMENT",
+                               'Expected classification signature outputs to contain at least one '
+                               f'of "classes" or "scores". Signature was: {text}')
+        raise ServingError("INVALID_ARGUMENT", f"No regression outputs found in SignatureDef: {text}")
+    raise ServingError("UNIMPLEMENTED",
+                       f"{method.capitalize()} runs tf.Example signatures, which genzoo's server "
+                       f"does not; signature '{name}' of {version.model} takes tensors: use Predict")

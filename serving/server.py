@@ -5,7 +5,8 @@
 
 Flag names and defaults follow ``tensorflow_model_server`` where they apply;
 genzoo's own flags are --address (default 127.0.0.1), --max_rows,
---max_request_bytes and --max_inflight_requests.
+--max_request_bytes, --max_inflight_requests and --rest_body_read_timeout_seconds:
+limits TF Serving does not have.
 
 Start-up order: the config is validated (an invalid one stops the server with
 its error, as TF Serving fails to start), the gRPC and REST ports open, and then
@@ -58,11 +59,19 @@ def parse_args(argv=None):
     p.add_argument("--grpc_max_threads", type=int, default=32)
     p.add_argument("--rest_api_num_threads", type=int, default=16,
                    help="threads running REST requests' signatures")
-    p.add_argument("--max_rows", type=int, default=4096, help="most rows in one request")
+    p.add_argument("--max_rows", type=int, default=4096,
+                   help="genzoo's limit, not in TF Serving: most rows (batch size) in one "
+                        "request; more is INVALID_ARGUMENT")
     p.add_argument("--max_request_bytes", type=int, default=32 << 20,
-                   help="largest REST body or gRPC message")
+                   help="genzoo's limit, not in TF Serving: largest REST body (HTTP 413 above "
+                        "it) or gRPC message, in bytes")
     p.add_argument("--max_inflight_requests", type=int, default=256,
-                   help="concurrent REST predictions before 429s")
+                   help="genzoo's limit, not in TF Serving: concurrent REST predictions (counted "
+                        "once their body has arrived) before HTTP 429")
+    p.add_argument("--rest_body_read_timeout_seconds", type=float, default=30,
+                   help="genzoo's limit, not in TF Serving: seconds a REST client may take to "
+                        "send a request body (HTTP 408 and the connection closed after it), and "
+                        "may leave a connection idle")
     return p.parse_args(argv)
 
 
@@ -126,7 +135,8 @@ class Server:
         self.rest = rest.RestApi(self.predictor, self.executor, args.rest_api_timeout_in_ms / 1000,
                                  args.max_inflight_requests, self.metrics,
                                  self.metrics_path or "/monitoring/prometheus/metrics",
-                                 args.max_request_bytes)
+                                 args.max_request_bytes,
+                                 body_read_timeout=args.rest_body_read_timeout_seconds)
         self._stopped = threading.Event()
 
     def _watch_config(self, applied):

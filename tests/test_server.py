@@ -152,7 +152,8 @@ def test_grpc_status_metadata_and_unsupported(server):
     with pytest.raises(grpc.RpcError) as err:
         predict.Classify(request=__import__("tensorflow_serving.apis.classification_pb2",
                                             fromlist=["x"]).ClassificationRequest(), timeout=30)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # TF Serving (classification_service.cc): a request without a model spec is INVALID_ARGUMENT.
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 BAD_REST = [
@@ -168,7 +169,8 @@ BAD_REST = [
     ("vae_mnist:predict", {"instances": []}, 400, "non-empty"),
     ("vae_mnist:predict", {"inputs": {"seed": [[0, 1]]}, "instances": [[0, 1]]}, 400, "exactly one"),
     ("vae_mnist:predict", {"signature_name": "sample"}, 400, "exactly one"),
-    ("vae_mnist:predict", {"inputs": {"seed": [[0, 1]], "extra": [1]}}, 400, "extra"),
+    # TF Serving ignores keys of a columnar 'inputs' object that name no input, but not of a row
+    ("vae_mnist:predict", {"instances": [{"seed": [0, 1], "extra": 1}]}, 400, "extra"),
     ("vae_mnist:predict", {"signature_name": "encode", "inputs": {"seed": [[0, 1]]}}, 400, "images"),
     ("vae_mnist:predict", {"signature_name": "encode", "inputs": [[[[300]] * 28] * 28]}, 400, "range"),
     ("vae_mnist:predict", {"inputs": {"seed": [[{"b64": "AAAA"}, 1]]}}, 400, "b64"),
@@ -179,10 +181,12 @@ BAD_REST = [
     ("cvae_mnist:predict", {"signature_name": "sample", "inputs": {"seed": [[0, 1]], "label": [10]}}, 400, "label"),
     ("cvae_mnist:predict", {"signature_name": "sample", "inputs": {"seed": [[0, 1]], "label": [1, 2]}}, 400, "batch"),
     ("vae_mnist:predict", {"inputs": np.zeros((5000, 2), int).tolist()}, 400, "max_rows"),
-    ("vae_mnist:classify", {"examples": []}, 400, "predict"),
-    ("vae_mnist:regress", {"examples": []}, 400, "predict"),
-    ("vae_mnist/versions/x:predict", {"instances": [[0, 1]]}, 400, "number"),
-    ("vae_mnist:explode", {"instances": [[0, 1]]}, 404, "Malformed"),
+    # TF Serving's checks of the signature (classifier.cc, regressor.cc) and of the path
+    # (http_rest_api_util.cc: anything else under /v1/ is a 400 "Malformed request")
+    ("vae_mnist:classify", {"examples": [{"x": 1.0}]}, 400, "Tensor"),
+    ("vae_mnist:regress", {"examples": [{"x": 1.0}]}, 400, "Tensor"),
+    ("vae_mnist/versions/x:predict", {"instances": [[0, 1]]}, 400, "Malformed"),
+    ("vae_mnist:explode", {"instances": [[0, 1]]}, 400, "Malformed"),
 ]
 
 
@@ -211,7 +215,8 @@ def test_bad_grpc_requests_get_status_codes(server):
         (_request("vae_mnist", "sample", seed=SEEDS.astype(np.float32)), grpc.StatusCode.INVALID_ARGUMENT, "dtype"),
         (_request("vae_mnist", "sample", seed=SEEDS[:, :1]), grpc.StatusCode.INVALID_ARGUMENT, "shape"),
         (_request("vae_mnist", "sample"), grpc.StatusCode.INVALID_ARGUMENT, "missing"),
-        (_request("vae_mnist", "nosuch", seed=SEEDS), grpc.StatusCode.INVALID_ARGUMENT, "nosuch"),
+        (_request("vae_mnist", "nosuch", seed=SEEDS), grpc.StatusCode.FAILED_PRECONDITION,
+         "nosuch"),  # predict_util.cc RunPredict
         (_request("cvae_mnist", "sample", seed=SEEDS, label=np.array([0, 1, 2, -1])),
          grpc.StatusCode.INVALID_ARGUMENT, "label"),
     ]
