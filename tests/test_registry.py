@@ -33,7 +33,12 @@ def test_unknown_name_lists_valid_ones():
         registry.load("ae_mnist")
 
 
-@pytest.mark.parametrize("name", [n for n in registry.list_models() if saving.versions(n)])
+# One model of each family by default, every exported one with `pytest -m slow`.
+DEFAULT_LOADS = {"vae_mnist", "pixelcnn_mnist", "dcgan_mnist", "classifier_mnist"}
+
+
+@pytest.mark.parametrize("name", [n if n in DEFAULT_LOADS else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in registry.list_models() if saving.versions(n)])
 def test_pretrained_models_load(name):
     served = registry.load(name)
     assert "serving_default" in served.signatures

@@ -392,18 +392,14 @@ def test_batching_merges_requests_and_keeps_results(zoo_dir, tmp_path):
 
 
 def test_server_startup_errors_are_clear(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
+    from conftest import run_main
 
     bad = tmp_path / "bad.config"
     bad.write_text("model_config_list { config { name: 'a' base_pat: 'x' } }")
     for args, words in [(["--model_config_file", bad], "not a valid ModelServerConfig"),
                         (["--model_config_file", tmp_path / "missing.config"], "cannot read"),
                         ([], "give --model_config_file or --model_base_path")]:
-        result = subprocess.run([sys.executable, "-m", "serving", "--port", "0", *map(str, args)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        result = run_main("serving.server", "--port", "0", *args)
         assert result.returncode != 0 and words in result.stderr, result.stderr[-2000:]
 
 

@@ -174,28 +174,31 @@ def test_large_answers_render_in_blocks_like_small_ones():
     assert len(rest.encode_chunks(outputs, True)) > 4  # sent in pieces
 
 
-def test_large_bodies_parse_in_pieces_by_the_same_rules():
+def test_large_bodies_parse_in_pieces_by_the_same_rules(monkeypatch):
+    # Bodies over _WHOLE_BODY_BYTES (1 MiB) are parsed one element at a time; a lower
+    # threshold puts a body of 150 images (about 330 kB) on that path.
+    monkeypatch.setattr(rest, "_WHOLE_BODY_BYTES", 1 << 18)
     spec = {"images": tf.TensorSpec([None, 28, 28, 1], tf.uint8)}
     signature = type("Signature", (), {"inputs": spec, "name": "s"})()
-    images = np.random.default_rng(3).integers(0, 256, (700, 28, 28, 1))
+    images = np.random.default_rng(3).integers(0, 256, (150, 28, 28, 1))
     rows = images.tolist()
     for fmt in ("instances", "inputs"):
         body = json.dumps({fmt: rows}).encode()
-        assert len(body) > 1 << 20
+        assert len(body) > rest._WHOLE_BODY_BYTES
         _, _, inputs, _ = rest.decode_predict(body, lambda name: (None, signature))
         np.testing.assert_array_equal(inputs["images"], images)
     for bad, words in [(True, "Type: True"), (1.5, "Type: Number"), (300, "outside the range"),
                        (None, "Type: Null")]:
         broken = json.loads(json.dumps(rows))
-        broken[699][27][27][0] = bad
+        broken[149][27][27][0] = bad
         for fmt in ("instances", "inputs"):
             body = json.dumps({fmt: broken}).encode()
             with pytest.raises(ServingError, match=words) as err:
                 rest.decode_predict(body, lambda name: (None, signature))
             if fmt == "instances":
-                assert "element: 699" in err.value.message
+                assert "element: 149" in err.value.message
     ragged = json.loads(json.dumps(rows))
-    ragged[350] = ragged[350][:27]
+    ragged[75] = ragged[75][:27]
     with pytest.raises(ServingError, match="rectangular"):
         rest.decode_predict(json.dumps({"inputs": ragged}).encode(), lambda n: (None, signature))
 
