@@ -6,6 +6,8 @@ import sys
 import time
 
 import requests
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 
 from conftest import ROOT
 
@@ -65,3 +67,13 @@ class ServerProcess:
             self.proc.kill()
         if self.log is not subprocess.DEVNULL:
             self.log.close()
+
+
+def predict_request(model, signature, **inputs):
+    """A gRPC PredictRequest for ``model``'s ``signature`` with NumPy ``inputs``."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    for k, v in inputs.items():
+        request.inputs[k].CopyFrom(tf.make_tensor_proto(v))
+    return request

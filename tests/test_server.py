@@ -13,7 +13,6 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
@@ -21,7 +20,7 @@ from google.protobuf import text_format
 
 from serving import export
 from serving.client import Client, ServerError
-from serving_helpers import ServerProcess
+from serving_helpers import ServerProcess, predict_request as _request
 from zoo import registry, saving
 
 SEEDS = np.array([[3, i] for i in range(4)], np.int64)
@@ -55,15 +54,6 @@ def _stub(server):
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     return (prediction_service_pb2_grpc.PredictionServiceStub(channel),
             model_service_pb2_grpc.ModelServiceStub(channel))
-
-
-def _request(model, signature, **inputs):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = signature
-    for k, v in inputs.items():
-        request.inputs[k].CopyFrom(tf.make_tensor_proto(v))
-    return request
 
 
 def _feeds(model_dir):

@@ -37,7 +37,7 @@ from serving import export, grpc_api, predict, rest
 from serving import server as server_module
 from serving.client import Client
 from serving.errors import ServingError
-from serving_helpers import ServerProcess
+from serving_helpers import ServerProcess, predict_request as _request
 from zoo import registry
 
 SEEDS = np.array([[3, i] for i in range(4)], np.int64)
@@ -68,15 +68,6 @@ def server(zoo_dir, tmp_path_factory):
 def _stub(server):
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     return prediction_service_pb2_grpc.PredictionServiceStub(channel)
-
-
-def _request(model, signature, **inputs):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = signature
-    for k, v in inputs.items():
-        request.inputs[k].CopyFrom(tf.make_tensor_proto(v))
-    return request
 
 
 def _tf_decimal(value, digits):
