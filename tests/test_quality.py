@@ -67,7 +67,7 @@ def test_sample_quality_of_a_model_against_the_floor():
 @pytest.mark.skipif(not all(__import__("zoo.registry").saving.versions(n)
                             for n in ("classifier_mnist", "dcgan_mnist", "vae2d_mnist")),
                     reason="needs the exported classifier_mnist, dcgan_mnist and vae2d_mnist")
-def test_compare_table_takes_card_figures_and_measures_the_rest(tmp_path):
+def test_compare_takes_figures_from_a_card_only_when_they_match():
     import json
 
     from conftest import ROOT
@@ -77,6 +77,14 @@ def test_compare_table_takes_card_figures_and_measures_the_rest(tmp_path):
     carded = compare.carded("dcgan_mnist", card["sample_quality"]["samples"])
     assert carded["model"] == card["sample_quality"]["model"] and carded["command"] == card["command"]
     assert compare.carded("dcgan_mnist", 300) is None  # another sample count: measure afresh
+
+
+@pytest.mark.slow  # 15 s: it samples and embeds two models and the test set twice
+@pytest.mark.skipif(not all(__import__("zoo.saving").saving.versions(n)
+                            for n in ("classifier_mnist", "dcgan_mnist", "vae2d_mnist")),
+                    reason="needs the exported classifier_mnist, dcgan_mnist and vae2d_mnist")
+def test_compare_table_measures_every_family_beside_the_floor(tmp_path):
+    from training import compare
 
     out = tmp_path / "results.md"
     compare.main(["--models", "vae2d_mnist,dcgan_mnist", "--samples", "300", "--sharpness_samples", "300",
