@@ -14,6 +14,7 @@ non-default arguments, that
 The property tests of each family (causality, normalisation, fast == naive
 sampling, ...) stay in the family's test module.
 """
+import itertools
 import subprocess
 import sys
 
@@ -157,3 +158,53 @@ def run_with_cpu_devices(script, tmp_path, timeout=600):
                             timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def dependence(model, shape, channels_out):
+    """dep[p, j, q, i]: whether output (pixel p, channel j) depends on input (pixel q, channel i).
+
+    For a model from images (1, H, W, C) to (1, H, W, channels_out), the
+    channels grouped by colour; read off gradients of a random projection.
+    """
+    h, w, c = shape
+    x = tf.constant(np.random.default_rng(0).integers(0, 2, (1,) + shape).astype(np.float32))
+    per = channels_out // c
+    dep = np.zeros((h * w, c, h * w, c), bool)
+    for p, j in itertools.product(range(h * w), range(c)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = model(x)[0, p // w, p % w, j * per:(j + 1) * per]
+            total = tf.reduce_sum(out * tf.random.stateless_normal(out.shape, seed=[p, j]))
+        grad = tape.gradient(total, x)[0].numpy().reshape(h * w, c)
+        dep[p, j] = np.abs(grad) > 0
+    return dep
+
+
+def pixel_dependence(fn, x):
+    """dep[p, q]: whether ``fn(x)``'s pixel p (any channel) depends on ``x``'s pixel q (any channel).
+
+    ``x``: (1, H, W, C); ``fn`` maps it to (1, H, W, C'). Pixels in raster order.
+    """
+    x = tf.constant(x, tf.float32)
+    _, h, w, _ = x.shape
+
+    @tf.function
+    def grad(p):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = fn(x)[0, p // w, p % w]
+            total = tf.reduce_sum(out * tf.random.stateless_normal(tf.shape(out), seed=[p, 1]))
+        return tf.reduce_max(tf.abs(tape.gradient(total, x)[0]), axis=-1)  # (H, W)
+
+    return np.stack([grad(tf.constant(p)).numpy().reshape(-1) > 0 for p in range(h * w)])
+
+
+def randomize(model, seed, scale=0.3):
+    """Sets every trainable variable to seeded normal noise, so that nothing is zero by accident."""
+    for v in model.trainable_variables:
+        v.assign(tf.random.stateless_normal(v.shape, seed=[seed, v.shape.num_elements()]) * scale)
+
+
+def row_seeds(n, first=0):
+    """The serving contract's int64 (n, 2) seeds, one row each."""
+    return tf.constant([[7, first + i] for i in range(n)], tf.int64)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness import check_config_round_trip, check_saving
-from zoo import autoregressive, likelihoods, saving
+from harness import check_config_round_trip, check_saving, dependence, randomize, row_seeds
+from zoo import autoregressive, likelihoods, pixelrnn, saving
 
 
 def test_masks_a_and_b():
@@ -21,22 +21,6 @@ def test_masks_a_and_b():
     np.testing.assert_array_equal(rgb_b, [[1, 1, 1], [1, 1, 1], [0, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 1]])
 
 
-def _dependence(model, shape, channels_out):
-    """dep[p, j, q, i]: whether output (pixel p, channel j) depends on input (pixel q, channel i)."""
-    h, w, c = shape
-    x = tf.constant(np.random.default_rng(0).integers(0, 2, (1,) + shape).astype(np.float32))
-    per = channels_out // c
-    dep = np.zeros((h * w, c, h * w, c), bool)
-    for p, j in itertools.product(range(h * w), range(c)):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = model(x)[0, p // w, p % w, j * per:(j + 1) * per]
-            total = tf.reduce_sum(out * tf.random.stateless_normal(out.shape, seed=[p, j]))
-        grad = tape.gradient(total, x)[0].numpy().reshape(h * w, c)
-        dep[p, j] = np.abs(grad) > 0
-    return dep
-
-
 @pytest.mark.parametrize("shape,likelihood", [((5, 5, 1), "bernoulli"), ((4, 4, 3), "categorical")])
 def test_whole_pixelcnn_is_causal(shape, likelihood):
     model = autoregressive.PixelCNN(image_shape=shape, filters=12, num_blocks=2, likelihood=likelihood)
@@ -45,7 +29,7 @@ def test_whole_pixelcnn_is_causal(shape, likelihood):
         v.assign(tf.random.stateless_normal(v.shape, seed=[1, v.shape.num_elements()]) * 0.3)
     h, w, c = shape
     per = likelihoods.get(likelihood).params_per_channel
-    dep = _dependence(model, shape, c * per)
+    dep = dependence(model, shape, c * per)
     for p, j, q, i in itertools.product(range(h * w), range(c), range(h * w), range(c)):
         allowed = q < p or (q == p and i < j)
         if not allowed:
@@ -73,7 +57,13 @@ def test_probabilities_of_all_images_sum_to_one(likelihood, shape, levels):
     np.testing.assert_allclose(float(total), 1.0, rtol=1e-4)
 
 
-@pytest.mark.parametrize("cls,seed", [(autoregressive.PixelCNN, 0), (autoregressive.GatedPixelCNN, 1)])
+# The family's shared behaviour, for each architecture of it.
+ARCHITECTURES = [autoregressive.PixelCNN, autoregressive.GatedPixelCNN, pixelrnn.RowLSTM,
+                 pixelrnn.DiagonalBiLSTM]
+FAST = [autoregressive.GatedPixelCNN, pixelrnn.RowLSTM, pixelrnn.DiagonalBiLSTM]  # own fast samplers
+
+
+@pytest.mark.parametrize("cls,seed", [(cls, seed) for seed, cls in enumerate(ARCHITECTURES)])
 def test_config_round_trip_tiny_overfit_and_save_load(cls, seed, tmp_path):
     keras.utils.set_random_seed(0)
     model = cls(image_shape=(8, 8, 1), filters=16, num_blocks=2)
@@ -88,7 +78,9 @@ def test_config_round_trip_tiny_overfit_and_save_load(cls, seed, tmp_path):
 
 
 @pytest.mark.parametrize("cls,kwargs", [(autoregressive.PixelCNN, {}),
-                                        (autoregressive.GatedPixelCNN, {"num_classes": 3})])
+                                        (autoregressive.GatedPixelCNN, {"num_classes": 3}),
+                                        (pixelrnn.RowLSTM, {}),
+                                        (pixelrnn.DiagonalBiLSTM, {"num_classes": 3})])
 def test_mixed_bfloat16_trains_and_loads_back_in_float32(cls, kwargs, tmp_path):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -121,32 +113,27 @@ def test_mixed_bfloat16_trains_and_loads_back_in_float32(cls, kwargs, tmp_path):
     assert not np.array_equal(mixed, loaded.log_prob(data))
 
 
-def _randomize(model, seed):
-    for v in model.trainable_variables:
-        v.assign(tf.random.stateless_normal(v.shape, seed=[seed, v.shape.num_elements()]) * 0.3)
-
-
 def test_gated_pixelcnn_is_causal_and_has_no_blind_spot():
     shape = (5, 5, 1)
     gated = autoregressive.GatedPixelCNN(image_shape=shape, filters=8, num_blocks=3, kernel_size=3,
                                          first_kernel_size=3)
-    _randomize(gated, 3)
-    dep = _dependence(gated, shape, 1)[:, 0, :, 0]  # (output pixel, input pixel)
+    randomize(gated, 3)
+    dep = dependence(gated, shape, 1)[:, 0, :, 0]  # (output pixel, input pixel)
     for p in range(25):
         assert not dep[p, p:].any(), f"pixel {p} sees itself or a later pixel"
     # With 4 layers of k = 3 every earlier pixel of a 5x5 image is in reach: no blind spot.
     assert dep[24, :24].all(), np.argwhere(~dep[24, :24])
     # Stacked masked 3x3 convolutions of the same depth miss the upper-right pixels.
     plain = autoregressive.PixelCNN(image_shape=shape, filters=8, num_blocks=3, first_kernel_size=3)
-    _randomize(plain, 3)
-    blind = _dependence(plain, shape, 1)[:, 0, :, 0]
+    randomize(plain, 3)
+    blind = dependence(plain, shape, 1)[:, 0, :, 0]
     assert not blind[12, :12].all(), "expected a blind spot in plain PixelCNN"
 
 
 def test_gated_pixelcnn_conditions_on_labels_and_normalises():
     model = autoregressive.GatedPixelCNN(image_shape=(2, 2, 1), filters=8, num_blocks=1,
                                          kernel_size=3, first_kernel_size=3, num_classes=3)
-    _randomize(model, 4)
+    randomize(model, 4)
     images = np.array(list(itertools.product(range(2), repeat=4)), np.float32).reshape(16, 2, 2, 1)
     totals = []
     for label in range(3):
@@ -177,29 +164,27 @@ def test_8bit_likelihoods_sum_to_one_and_sample_their_mean(name):
     np.testing.assert_allclose(lik.mean(params)[:, 0, 0, 0], want, atol=1.0)
 
 
-def _seeds(n, first=0):
-    return tf.constant([[7, first + i] for i in range(n)], tf.int64)
-
-
-@pytest.mark.parametrize("likelihood", ["bernoulli", "categorical", "logistic_mixture"])
-def test_fast_sampler_draws_exactly_what_the_naive_one_draws(likelihood):
-    model = autoregressive.GatedPixelCNN(image_shape=(6, 6, 1), filters=8, num_blocks=2,
-                                         likelihood=likelihood, num_classes=3)
-    _randomize(model, 3)
+@pytest.mark.parametrize("cls,likelihood", [(cls, lik) for cls in FAST
+                                            for lik in ("bernoulli", "categorical", "logistic_mixture")])
+def test_fast_sampler_draws_exactly_what_the_naive_one_draws(cls, likelihood):
+    model = cls(image_shape=(6, 5, 1), filters=8, num_blocks=2, first_kernel_size=3,
+                likelihood=likelihood, num_classes=3)
+    randomize(model, 3)
     labels = tf.constant([0, 1, 2], tf.int64)
-    naive = tf.function(model.sample_naive)(_seeds(3), labels).numpy()
-    fast = tf.function(model.sample)(_seeds(3), labels).numpy()
+    naive = tf.function(model.sample_naive)(row_seeds(3), labels).numpy()
+    fast = tf.function(model.sample)(row_seeds(3), labels).numpy()
     np.testing.assert_array_equal(fast, naive)
     assert len(np.unique(fast)) > 1  # not a degenerate all-equal draw
 
 
-def test_samples_are_seeded_per_row_and_completion_keeps_given_pixels():
-    model = autoregressive.GatedPixelCNN(image_shape=(6, 6, 1), filters=8, num_blocks=2)
-    _randomize(model, 4)
+@pytest.mark.parametrize("cls", FAST)
+def test_samples_are_seeded_per_row_and_completion_keeps_given_pixels(cls):
+    model = cls(image_shape=(6, 6, 1), filters=8, num_blocks=2)
+    randomize(model, 4)
     sample = tf.function(model.serve_sample)
     complete = tf.function(model.serve_complete)
-    batch = sample(_seeds(4))["images"].numpy()
-    alone = sample(_seeds(1, first=2))["images"].numpy()
+    batch = sample(row_seeds(4))["images"].numpy()
+    alone = sample(row_seeds(1, first=2))["images"].numpy()
     np.testing.assert_array_equal(alone[0], batch[2])
     assert set(np.unique(batch)) <= {0, 255}
     assert not np.array_equal(batch[0], batch[1])
@@ -207,20 +192,22 @@ def test_samples_are_seeded_per_row_and_completion_keeps_given_pixels():
     images = np.random.default_rng(0).choice([0, 255], (4, 6, 6, 1)).astype(np.uint8)
     mask = np.zeros_like(images)
     mask[:, :3] = 1  # the top half is given
-    done = complete(images, mask, _seeds(4))["images"].numpy()
+    done = complete(images, mask, row_seeds(4))["images"].numpy()
     np.testing.assert_array_equal(done[:, :3], images[:, :3])
     # nothing given: completion is sampling with the same seeds
-    np.testing.assert_array_equal(complete(images, np.zeros_like(mask), _seeds(4))["images"], batch)
+    np.testing.assert_array_equal(complete(images, np.zeros_like(mask), row_seeds(4))["images"], batch)
     # everything given: the images come back
-    np.testing.assert_array_equal(complete(images, np.ones_like(mask), _seeds(4))["images"], images)
+    np.testing.assert_array_equal(complete(images, np.ones_like(mask), row_seeds(4))["images"], images)
 
 
-def test_export_serves_sample_log_prob_and_complete(tmp_path):
+@pytest.mark.parametrize("cls,name", [(autoregressive.GatedPixelCNN, "pixelcnn_mnist"),
+                                      (pixelrnn.RowLSTM, "row_lstm_mnist"),
+                                      (pixelrnn.DiagonalBiLSTM, "diagonal_bilstm_mnist")])
+def test_export_serves_sample_log_prob_and_complete(cls, name, tmp_path):
     from serving import check, export
 
-    model = autoregressive.GatedPixelCNN(image_shape=(28, 28, 1), filters=4, num_blocks=1,
-                                         name="pixelcnn_mnist")
-    _randomize(model, 5)
+    model = cls(image_shape=(28, 28, 1), filters=4, num_blocks=1, name=name)
+    randomize(model, 5)
     path = export.export(model, tmp_path)
     loaded = tf.saved_model.load(str(path))
     assert set(loaded.signatures) == {"serving_default", "sample", "log_prob", "complete"}
@@ -229,8 +216,8 @@ def test_export_serves_sample_log_prob_and_complete(tmp_path):
     expected = model.log_prob(tf.constant(images / 255, tf.float32)).numpy()
     np.testing.assert_allclose(served["log_prob"].numpy(), expected, rtol=1e-5)
     np.testing.assert_allclose(served["bits_per_dim"].numpy(), -expected / (784 * np.log(2)), rtol=1e-5)
-    keras_sample = tf.function(model.serve_sample)(_seeds(2))["images"].numpy()
-    np.testing.assert_array_equal(loaded.signatures["sample"](seed=_seeds(2))["images"], keras_sample)
+    keras_sample = tf.function(model.serve_sample)(row_seeds(2))["images"].numpy()
+    np.testing.assert_array_equal(loaded.signatures["sample"](seed=row_seeds(2))["images"], keras_sample)
     report, problems = check.check(path)
     assert not problems, problems
     assert report["complete"] == {"images": [2, 28, 28, 1]}

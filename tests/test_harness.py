@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from harness import run_layer_test, run_model_test
-from zoo import adversarial, autoregressive, classifier, latent, registry
+from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, registry
 
 RNG = np.random.default_rng(0)
 BINARY = (RNG.random((8, 8, 8, 1)) < 0.4).astype(np.float32)
@@ -49,6 +49,13 @@ MODELS = {
                                                            kernel_size=5, first_kernel_size=3,
                                                            likelihood="logistic_mixture", num_classes=3),
                       _labelled(EIGHT_BIT[:, :6, :6]), _labelled(EIGHT_BIT[:, :6, :6]), None),
+    "RowLSTM": (lambda: pixelrnn.RowLSTM(image_shape=(6, 5, 1), filters=6, num_blocks=2, kernel_size=5,
+                                         first_kernel_size=3, likelihood="categorical"),
+                EIGHT_BIT[:, :6, :5], EIGHT_BIT[:, :6, :5], None),
+    "DiagonalBiLSTM": (lambda: pixelrnn.DiagonalBiLSTM(image_shape=(6, 5, 1), filters=6, num_blocks=2,
+                                                       first_kernel_size=5, likelihood="logistic_mixture",
+                                                       num_classes=3),
+                       _labelled(EIGHT_BIT[:, :6, :5]), _labelled(EIGHT_BIT[:, :6, :5]), None),
     "GAN": (lambda: adversarial.GAN(image_shape=(8, 8, 1), latent_dim=4, filters=4, loss="hinge",
                                     d_steps=2, num_classes=3, minibatch="discrimination", seed=3),
             _labelled(SIGNED), tf.random.stateless_normal([4, 4], seed=[1, 2]), _generate),
@@ -68,6 +75,11 @@ LAYERS = {
                    dict(filters=4, kernel_size=5, first=True, num_classes=3, last=False),
                    [tf.constant(RNG.normal(size=(2, 6, 6, 1)), tf.float32)] * 2,
                    {"label": tf.constant([0, 2])}),
+    "RowLSTMLayer": (pixelrnn.RowLSTMLayer, dict(units=3, kernel_size=5),
+                     tf.constant(RNG.normal(size=(2, 5, 4, 6)), tf.float32),
+                     {"condition": tf.constant(RNG.normal(size=(2, 1, 1, 6)), tf.float32)}),
+    "DiagonalBiLSTMLayer": (pixelrnn.DiagonalBiLSTMLayer, dict(units=3),
+                            tf.constant(RNG.normal(size=(2, 5, 4, 6)), tf.float32), {}),
     "MinibatchDiscrimination": (adversarial.MinibatchDiscrimination, dict(kernels=5, dims=3),
                                 tf.constant(RNG.normal(size=(4, 6)), tf.float32), {}),
     "MinibatchStddev": (adversarial.MinibatchStddev, {},

@@ -7,7 +7,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from zoo import adversarial, autoregressive, classifier, latent, saving
+from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, saving
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +75,16 @@ PRESETS = {
         autoregressive.GatedPixelCNN, "fashion_mnist", "uint8",
         dict(_MNIST, filters=32, num_blocks=7, kernel_size=5, likelihood="logistic_mixture"),
         description="Gated PixelCNN with PixelCNN++'s discretized logistic mixture, 8-bit Fashion-MNIST",
+    ),
+    "row_lstm_mnist": Preset(
+        pixelrnn.RowLSTM, "mnist", "binary",
+        dict(_MNIST, filters=32, num_blocks=6, likelihood="bernoulli"),
+        description="PixelRNN, Row LSTM, Bernoulli pixels, binarized MNIST",
+    ),
+    "diagonal_bilstm_mnist": Preset(
+        pixelrnn.DiagonalBiLSTM, "mnist", "binary",
+        dict(_MNIST, filters=32, num_blocks=4, likelihood="bernoulli"),
+        description="PixelRNN, Diagonal BiLSTM, Bernoulli pixels, binarized MNIST",
     ),
     "dcgan_mnist": Preset(
         adversarial.GAN, "mnist", "float11",
