@@ -98,7 +98,7 @@ class MaskedConv2D(keras.layers.Layer):
         return config
 
 
-class _Autoregressive(steps.OneOptimizerModel):
+class AutoregressiveModel(steps.OneOptimizerModel):
     """What PixelCNN and Gated PixelCNN share: inputs, exact NLL, train and test steps,
     the sampling loop, completion and the serving endpoints.
 
@@ -239,7 +239,7 @@ class _Autoregressive(steps.OneOptimizerModel):
 
 
 @keras.saving.register_keras_serializable(package="genzoo")
-class PixelCNN(_Autoregressive):
+class PixelCNN(AutoregressiveModel):
     """PixelCNN: a 7x7 mask-A convolution, residual blocks of mask-B convolutions.
 
     Each residual block is 1x1 (2h -> h), 3x3 masked (h -> h), 1x1 (h -> 2h), as
@@ -457,7 +457,7 @@ class GatedBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="genzoo")
-class GatedPixelCNN(_Autoregressive):
+class GatedPixelCNN(AutoregressiveModel):
     """Gated PixelCNN: gated vertical and horizontal stacks, no blind spot, conditional.
 
     The first layer is a k_first x k_first gated block with mask "A" (the input

@@ -4,7 +4,7 @@ Both read the image through a 7x7 mask-A convolution, stack residual LSTM
 layers over it and map the result with two 1x1 mask-B layers to the pixel
 likelihood (``zoo/likelihoods.py``); the exact ``log_prob``, training steps,
 naive sampler, ``complete`` and signatures are the family's
-(``zoo.autoregressive._Autoregressive``). The recurrences are ``tf.scan``
+(``zoo.autoregressive.AutoregressiveModel``). The recurrences are ``tf.scan``
 loops (28 rows or 55 diagonals, one traced step each) and keep their state in
 float32 under every precision policy; the convolutions around them run in the
 policy's compute dtype. Grey images (one colour channel).
@@ -247,7 +247,7 @@ class DiagonalBiLSTMLayer(_ResidualLSTM):
         return self.residual(x, forward + shift_down(backward))
 
 
-class _PixelRNN(autoregressive._Autoregressive):
+class _PixelRNN(autoregressive.AutoregressiveModel):
     """What both PixelRNNs share: the mask-A input layer, the LSTM stack, the head.
 
     ``filters`` is 2u, the width of the residual stream; each LSTM layer has
