@@ -156,6 +156,17 @@ class AutoregressiveModel(steps.OneOptimizerModel):
         nll = -tf.reduce_mean(self.log_prob(data))
         return {"loss": nll, "bits_per_dim": likelihoods.bits_per_dim(nll, self.image_shape)}
 
+    def _mask_b_head(self):
+        """Two 1x1 mask-B layers, ReLU between, to the likelihood's parameters (``self.head``)."""
+        colors = self.image_shape[-1]
+        return [MaskedConv2D(self.filters, 1, "B", colors, activation="relu", name="head1"),
+                MaskedConv2D(colors * self.pixel_likelihood.params_per_channel, 1, "B", colors,
+                             name="head2")]
+
+    def _head(self, h):
+        """The residual stream -> likelihood parameters, float32 under any precision policy."""
+        return tf.cast(self.head[1](self.head[0](tf.nn.relu(h))), tf.float32)
+
     # -------------------------------------------------------------- sampling
     def _start(self, seed, images=None, mask=None):
         """(canvas, keep, noise) of a sampling loop; the noise is drawn per row from ``seed``.
@@ -286,11 +297,7 @@ class PixelCNN(AutoregressiveModel):
         ]
         self.label_terms = [keras.layers.Dense(half, use_bias=False, name=f"block{i}_label")
                             for i in range(self.num_blocks if self.num_classes else 0)]
-        self.head = [
-            MaskedConv2D(self.filters, 1, "B", colors, activation="relu", name="head1"),
-            MaskedConv2D(colors * self.pixel_likelihood.params_per_channel, 1, "B", colors,
-                         name="head2"),
-        ]
+        self.head = self._mask_b_head()
 
     def build(self, input_shape):
         shape = (None,) + self.image_shape
@@ -313,7 +320,7 @@ class PixelCNN(AutoregressiveModel):
             if self.num_classes:
                 mid = mid + tf.cast(self.label_terms[i](onehot), mid.dtype)[:, None, None, :]
             h = h + block[2](block[1](mid))
-        return tf.cast(self.head[1](self.head[0](tf.nn.relu(h))), tf.float32)  # float32 likelihood
+        return self._head(h)
 
 
 @keras.saving.register_keras_serializable(package="genzoo")

@@ -263,10 +263,7 @@ class _PixelRNN(autoregressive.AutoregressiveModel):
         self.rnn = [self._lstm_layer(name=f"lstm{i}") for i in range(self.num_blocks)]
         self.label_terms = [keras.layers.Dense(self.filters, use_bias=False, name=f"lstm{i}_label")
                             for i in range(self.num_blocks if self.num_classes else 0)]
-        self.head = [
-            autoregressive.MaskedConv2D(self.filters, 1, "B", activation="relu", name="head1"),
-            autoregressive.MaskedConv2D(self.pixel_likelihood.params_per_channel, 1, "B", name="head2"),
-        ]
+        self.head = self._mask_b_head()
 
     def build(self, input_shape):
         shape = (None,) + self.image_shape
@@ -283,10 +280,6 @@ class _PixelRNN(autoregressive.AutoregressiveModel):
             return [None] * self.num_blocks
         onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
         return [tf.cast(term(onehot), like.dtype)[:, None, None, :] for term in self.label_terms]
-
-    def _head(self, h):
-        """Residual stream -> likelihood parameters, float32 under any precision policy."""
-        return tf.cast(self.head[1](self.head[0](tf.nn.relu(h))), tf.float32)
 
     def params(self, h, labels=None):
         h = self.first(h)
