@@ -164,10 +164,10 @@ class FixedNoise(adversarial.GAN):
 images = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
 data = tf.data.Dataset.from_tensor_slices(images).batch(16)
 
-def step(strategy):
+def step(strategy, **kwargs):
     with strategy.scope():
         keras.utils.set_random_seed(1)
-        model = FixedNoise(filters=4, latent_dim=8, loss="wgan_gp", d_steps=2)
+        model = FixedNoise(filters=4, latent_dim=8, **(kwargs or dict(loss="wgan_gp", d_steps=2)))
         model.compile(d_optimizer=keras.optimizers.SGD(0.05), g_optimizer=keras.optimizers.SGD(0.05))
     start = [w.numpy().copy() for w in model.trainable_weights]
     logs = model.fit(data, verbose=0).history
@@ -181,6 +181,13 @@ assert mirrored.num_replicas_in_sync == 2
 diff = max(float(np.max(np.abs(a.numpy() - b.numpy())))
            for a, b in zip(one.trainable_weights, two.trainable_weights))
 print("EQUIV", diff, moved, logs_one["d_loss"][0], logs_two["d_loss"][0])
+
+# the training techniques: spectral normalization, R1, the generator's average
+techniques = dict(loss="non_saturating", spectral_norm=True, r1_weight=1.0, ema_momentum=0.5)
+one, _, moved = step(tf.distribute.get_strategy(), **techniques)
+two, _, _ = step(mirrored, **techniques)
+diff = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one.weights, two.weights))
+print("TECHNIQUES", diff, moved)
 
 # per-replica noise differs under the strategy, for the GAN and the VAE
 seeds = mirrored.run(lambda: adversarial.seeding.training_seed(two.seed_generator))
@@ -211,11 +218,87 @@ print("MIXED", type(model.d_optimizer).__name__, type(model.g_optimizer).__name_
 def test_wgan_gp_under_mirrored_strategy_and_mixed_precision(tmp_path):
     stdout = run_with_cpu_devices(STRATEGY_SCRIPT, tmp_path)
     lines = {line.split()[0]: line.split()[1:] for line in stdout.splitlines()
-             if line.split() and line.split()[0] in ("EQUIV", "SEEDS", "VAESEEDS", "MIXED")}
+             if line.split() and line.split()[0] in ("EQUIV", "SEEDS", "VAESEEDS", "MIXED", "TECHNIQUES")}
     # Two critic steps with the gradient penalty's inner tape, then a generator
     # step: the same weights whether one device takes the batch of 16 or two
     # replicas take 8 each.
     assert float(lines["EQUIV"][0]) < 1e-5 and float(lines["EQUIV"][1]) > 1e-3, lines["EQUIV"]
     assert lines["SEEDS"] == ["True"] and lines["VAESEEDS"] == ["True"]
+    # spectral normalization, R1 and the generator's average: the same under both strategies
+    assert float(lines["TECHNIQUES"][0]) < 1e-5 and float(lines["TECHNIQUES"][1]) > 1e-3, lines["TECHNIQUES"]
     assert lines["MIXED"] == ["LossScaleOptimizer", "LossScaleOptimizer", "float16", "float32",
                               "float32", "True", "True", "10"], lines["MIXED"]
+
+
+def _fit(model, steps=6, seed=0):
+    images = np.random.default_rng(seed).uniform(-1, 1, (8 * steps, 28, 28, 1)).astype(np.float32)
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    return images
+
+
+def test_spectral_normalization_holds_each_discriminator_kernel_at_unit_norm():
+    keras.utils.set_random_seed(0)
+    model = adversarial.GAN(filters=8, latent_dim=8, spectral_norm=True)
+    model.compile()
+    _fit(model, steps=10)
+    wrapped = [layer for layer in model.discriminator.layers
+               if isinstance(layer, keras.layers.SpectralNormalization)]
+    assert len(wrapped) == 3  # both convolutions and the output layer
+    for layer in wrapped:
+        kernel = layer.layer.kernel.numpy()
+        sigma = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+        assert abs(sigma - 1.0) < 0.05, (layer.name, sigma)
+    plain = adversarial.GAN(filters=8, latent_dim=8)  # without it, nothing holds sigma at 1
+    kernel = plain.discriminator.layers[1].kernel.numpy()
+    assert abs(np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0] - 1.0) > 0.2
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_on_real_images_and_enters_the_loss():
+    keras.utils.set_random_seed(0)
+    images = np.random.default_rng(1).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+    models = []
+    for weight in (0.0, 3.0):
+        keras.utils.set_random_seed(0)
+        model = adversarial.GAN(filters=4, latent_dim=8, r1_weight=weight)
+        model.compile(d_optimizer=keras.optimizers.SGD(0.0), g_optimizer=keras.optimizers.SGD(0.0))
+        models.append(model)
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = tf.reduce_sum(models[1].discriminate(x, training=True))
+    want = np.sum(np.square(tape.gradient(score, x).numpy()), axis=(1, 2, 3))
+    penalty = models[1].r1_penalty(x).numpy()
+    np.testing.assert_allclose(penalty, want, rtol=1e-5)
+    assert penalty.min() > 0
+    # the discriminator's loss gains gamma / 2 E[||grad D(x)||^2] (same weights, same noise)
+    plain = float(models[0]._d_step(x, None)[0])
+    penalised = float(models[1]._d_step(x, None)[0])
+    np.testing.assert_allclose(penalised - plain, 1.5 * penalty.mean(), rtol=1e-4)
+
+
+def test_the_averaged_generator_is_what_samples_and_exports(tmp_path):
+    from serving import export
+
+    keras.utils.set_random_seed(0)
+    model = adversarial.GAN(filters=4, latent_dim=8, ema_momentum=0.9, name="dcgan_mnist")
+    model.compile()
+    raw_before = [w.numpy().copy() for w in model.generator.weights]
+    np.testing.assert_array_equal(model.ema_generator.weights[0].numpy(), raw_before[0])  # starts at w
+    _fit(model, steps=3)
+    z = tf.random.stateless_normal([4, 8], seed=[3, 4])
+    raw, averaged = model.generator(z).numpy(), model.ema_generator(z).numpy()
+    assert np.abs(raw - averaged).max() > 1e-3  # the average is not the raw generator
+    np.testing.assert_allclose(model.generate(z).numpy(), averaged, rtol=1e-6)
+    np.testing.assert_allclose(model.generate(z, training=True).numpy(),
+                               model.generator(z, training=True).numpy(), rtol=1e-6)
+    # the update: ema <- m ema + (1 - m) w
+    before = [a.numpy().copy() for a in model.ema_generator.weights]
+    model.update_ema()
+    for a, old, w in zip(model.ema_generator.weights, before, model.generator.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), 0.9 * old + 0.1 * w.numpy(), rtol=1e-5, atol=1e-7)
+    loaded = tf.saved_model.load(str(export.export(model, tmp_path)))
+    served = loaded.signatures["generate"](latents=z)["images"].numpy()
+    np.testing.assert_array_equal(served, model.serve_generate(z)["images"].numpy())
+    raw_images = tf.cast(tf.clip_by_value(tf.round((raw + 1) * 127.5), 0, 255), tf.uint8).numpy()
+    assert not np.array_equal(served, raw_images)
+    assert "moving average of the generator" in model.describe()

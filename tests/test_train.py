@@ -1,4 +1,5 @@
 """The training command: outputs, strategies and resuming after a kill."""
+import dataclasses
 import json
 import os
 import signal
@@ -243,3 +244,18 @@ def test_ema_momentum_keeps_the_averaged_weights(tiny_run, tmp_path):
     bad = run_main("training.train", "dcgan_mnist", "--ema_momentum", 0.999, "--epochs", 1,
                    "--steps_per_epoch", 1, "--output_dir", tmp_path / "gan")
     assert bad.returncode != 0 and "one-optimizer models" in bad.stderr, bad.stderr[-2000:]
+
+
+def test_d_learning_rate_gives_the_discriminator_its_own_rate():
+    from training import train
+    from zoo import registry
+
+    cfg = train.config_from_args(train.parse_args(
+        ["dcgan_mnist", "--learning_rate", "1e-4", "--d_learning_rate", "4e-4"]))
+    model = registry.build("dcgan_mnist", filters=4, latent_dim=4)
+    train.compile_model(model, cfg, steps_per_epoch=10)
+    assert np.isclose(float(model.d_optimizer.learning_rate), 4e-4)
+    assert np.isclose(float(model.g_optimizer.learning_rate), 1e-4)
+    assert "two time-scale update rule" in model_card._optimizer_text(dataclasses.asdict(cfg))
+    with pytest.raises(ValueError, match="adversarial family"):
+        train.config_from_args(train.parse_args(["vae_mnist", "--d_learning_rate", "1e-3"]))

@@ -16,6 +16,9 @@ class TrainConfig:
         batch_size: global batch size (split across replicas).
         learning_rate: peak Adam learning rate; cosine-decayed to
             ``final_lr_fraction`` of it over the run.
+        d_learning_rate: the discriminator's learning rate (adversarial
+            family), when it differs from the generator's: the two time-scale
+            update rule (Heusel et al. 2017, sec. 2). None: ``learning_rate``.
         seed: seeds weights, shuffling and sampling.
         output_dir: checkpoints, backups, TensorBoard logs and samples.
         strategy: one of STRATEGIES.
@@ -45,6 +48,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
+    d_learning_rate: float | None = None
     final_lr_fraction: float = 0.05
     seed: int = 0
     output_dir: str = ""

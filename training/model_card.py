@@ -37,6 +37,9 @@ _SCALES = {"uint8": "the 8-bit values 0..255 as they are",
 def _optimizer_text(config):
     betas = (config.get("adam_beta_1", 0.9), config.get("adam_beta_2", 0.999))
     text = f"Adam (betas {betas[0]}, {betas[1]}), learning rate {config['learning_rate']}"
+    if config.get("d_learning_rate"):
+        text += (f" (generator) and {config['d_learning_rate']} (discriminator: two time-scale "
+                 "update rule)")
     if config.get("final_lr_fraction", 1.0) == 1.0:
         text += ", constant"
     else:

@@ -33,6 +33,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch_size", type=int)
     p.add_argument("--learning_rate", type=float)
+    p.add_argument("--d_learning_rate", type=float,
+                   help="the discriminator's learning rate, if not --learning_rate (two time-scale "
+                        "update rule; adversarial family)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output_dir", help="default: runs/<preset>")
     p.add_argument("--strategy", choices=config_lib.STRATEGIES, default="default")
@@ -64,7 +67,10 @@ def config_from_args(args):
     preset = registry.get_preset(args.preset)
     if args.ema_momentum and preset.model.family == "adversarial":
         raise ValueError(f"--ema_momentum is for one-optimizer models; {args.preset} is adversarial "
-                         "(two optimizers)")
+                         "(two optimizers): average its generator with --set ema_momentum=M")
+    if args.d_learning_rate and preset.model.family != "adversarial":
+        raise ValueError(f"--d_learning_rate is for the adversarial family; {args.preset} has one "
+                         "optimizer")
     values = config_lib.defaults_for(args.preset)
     for field in dataclasses.fields(config_lib.TrainConfig):
         value = getattr(args, field.name, None)
@@ -78,15 +84,19 @@ def config_from_args(args):
     return config_lib.TrainConfig(preset=args.preset, **values)
 
 
-def _optimizer(cfg, updates):
-    """The run's optimizer; ``updates``: how many times it will be applied in all."""
+def _optimizer(cfg, updates, learning_rate=None):
+    """The run's optimizer; ``updates``: how many times it will be applied in all.
+
+    ``learning_rate``: the peak rate if not ``cfg.learning_rate``.
+    """
     ema = dict(use_ema=True, ema_momentum=cfg.ema_momentum) if cfg.ema_momentum else {}
+    peak = learning_rate or cfg.learning_rate
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(cfg.learning_rate, **ema)
-    rate = cfg.learning_rate
+        return keras.optimizers.SGD(peak, **ema)
+    rate = peak
     if cfg.final_lr_fraction != 1.0:
         rate = keras.optimizers.schedules.CosineDecay(
-            cfg.learning_rate, decay_steps=max(1, updates), alpha=cfg.final_lr_fraction)
+            peak, decay_steps=max(1, updates), alpha=cfg.final_lr_fraction)
     return keras.optimizers.Adam(rate, beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2, **ema)
 
 
@@ -94,7 +104,7 @@ def compile_model(model, cfg, steps_per_epoch):
     """Compiles ``model``: one optimizer, or one per player for the adversarial family."""
     updates = cfg.epochs * steps_per_epoch
     if model.family == "adversarial":
-        model.compile(d_optimizer=_optimizer(cfg, updates * model.d_steps),
+        model.compile(d_optimizer=_optimizer(cfg, updates * model.d_steps, cfg.d_learning_rate),
                       g_optimizer=_optimizer(cfg, updates), jit_compile=cfg.jit_compile)
     else:
         model.compile(optimizer=_optimizer(cfg, updates), jit_compile=cfg.jit_compile)

@@ -156,6 +156,13 @@ class GAN(steps.ZooModel):
             500 steps on the ring: its output stopped depending on z, and no
             gradient (|0|' = 0 in the L1 distances) could pull it apart again.
         seed: seeds the training noise (z and the penalty's interpolation).
+        ema_momentum: > 0 keeps an exponential moving average of the generator's
+            weights, updated after every generator step; the discriminator
+            trains against the raw generator, everything else (validation,
+            ``sample``, ``generate``, export) uses the average. 0: off.
+        spectral_norm: spectrally normalize the discriminator's kernels.
+        r1_weight: gamma of the R1 penalty gamma / 2 ||grad_x D(x)||^2 on real
+            images, added to the discriminator's loss. 0: off.
 
     References:
         Goodfellow et al. 2014, "Generative Adversarial Nets", Algorithm 1.
@@ -163,6 +170,10 @@ class GAN(steps.ZooModel):
         Convolutional GANs" (DCGAN), sec. 3 (architecture guidelines).
         Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", Algorithm 1.
         Mirza & Osindero 2014, "Conditional Generative Adversarial Nets".
+        ema_momentum: Karras et al. 2018, "Progressive Growing of GANs", sec. A.1;
+        Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training".
+        spectral_norm: Miyato et al. 2018, "Spectral Normalization for GANs".
+        r1_weight: Mescheder et al. 2018, eq. (9).
     """
 
     family = "adversarial"
@@ -171,8 +182,12 @@ class GAN(steps.ZooModel):
 
     def __init__(self, image_shape=(28, 28, 1), latent_dim=64, filters=64, loss="non_saturating",
                  d_steps=None, gp_weight=10.0, num_classes=0, minibatch="none", architecture="dcgan",
-                 seed=0, **kwargs):
+                 seed=0, ema_momentum=0.0, spectral_norm=False, r1_weight=0.0, **kwargs):
         super().__init__(**kwargs)
+        if not 0.0 <= float(ema_momentum) < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1) (0: off), got {ema_momentum}")
+        if float(r1_weight) < 0.0:
+            raise ValueError(f"r1_weight must be >= 0, got {r1_weight}")
         if loss not in GAN_LOSSES:
             raise ValueError(f"Unknown GAN loss {loss!r}; valid: {', '.join(GAN_LOSSES)}")
         if minibatch not in MINIBATCH_FEATURES:
@@ -194,12 +209,17 @@ class GAN(steps.ZooModel):
         self.num_classes = int(num_classes)
         self.minibatch = minibatch
         self.seed = int(seed)
+        self.ema_momentum = float(ema_momentum)
+        self.spectral_norm = bool(spectral_norm)
+        self.r1_weight = float(r1_weight)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.real_tracker = keras.metrics.Mean(name="d_real")
         self.fake_tracker = keras.metrics.Mean(name="d_fake")
         self.generator = self._make_generator()
+        # The averaged generator: what sampling, validation and export use (None: off).
+        self.ema_generator = self._make_generator("generator_ema") if self.ema_momentum else None
         self.discriminator = self._make_discriminator()
         self._create_state()
         self.build()
@@ -215,7 +235,20 @@ class GAN(steps.ZooModel):
     def describe(self):
         return (f"{type(self).__name__} with DCGAN networks ({self.filters} base channels, "
                 f"{self.latent_dim}-d z ~ N(0, I)); loss {self.loss_kind}, {self.d_steps} "
-                f"discriminator step(s) per generator step; minibatch features: {self.minibatch}.")
+                f"discriminator step(s) per generator step; minibatch features: {self.minibatch}."
+                + "".join(f" {part}" for part in self._techniques()))
+
+    def _techniques(self):
+        """Sentences naming the training techniques in use, for ``describe``."""
+        parts = []
+        if self.spectral_norm:
+            parts.append("Spectral normalization of the discriminator's kernels (Miyato et al. 2018).")
+        if self.r1_weight:
+            parts.append(f"R1 penalty on real images, gamma = {self.r1_weight:g} (Mescheder et al. 2018).")
+        if self.ema_momentum:
+            parts.append(f"Samples come from an exponential moving average of the generator's weights "
+                         f"(momentum {self.ema_momentum:g}; Karras et al. 2018, Yazici et al. 2019).")
+        return parts
 
     # --------------------------------------------------------------- networks
     def _make_mlp(self, inputs, outputs, name, minibatch=False):
@@ -228,9 +261,9 @@ class GAN(steps.ZooModel):
             x = MinibatchStddev()(x)
         return keras.Model(inp, keras.layers.Dense(outputs, dtype="float32")(x), name=name)
 
-    def _make_generator(self):
+    def _make_generator(self, name="generator"):
         if self.architecture == "mlp":
-            return self._make_mlp(self.latent_dim + self.num_classes, self.image_shape[0], "generator")
+            return self._make_mlp(self.latent_dim + self.num_classes, self.image_shape[0], name)
         h, w, c = self.image_shape
         f = self.filters
         z = keras.Input((self.latent_dim + self.num_classes,), name="z")
@@ -244,7 +277,7 @@ class GAN(steps.ZooModel):
             x = keras.layers.ReLU()(x)
         x = keras.layers.Conv2D(c, 3, padding="same")(x)
         out = keras.layers.Activation("tanh", dtype="float32")(x)  # float32 under mixed precision
-        return keras.Model(z, out, name="generator")
+        return keras.Model(z, out, name=name)
 
     def _conv_stack(self, activation):
         """D's input (image and label maps) and two stride-2 4x4 convolutions (f, 2f)."""
@@ -252,9 +285,22 @@ class GAN(steps.ZooModel):
         image = keras.Input((h, w, c + self.num_classes), name="image")
         x = image
         for width in (self.filters, 2 * self.filters):
-            x = keras.layers.Conv2D(width, 4, strides=2, padding="same")(x)
+            x = self._normalized(keras.layers.Conv2D(width, 4, strides=2, padding="same"))(x)
             x = activation()(x)
         return image, x
+
+    def _normalized(self, layer):
+        """``layer``, spectrally normalized when the model asks for it (D's kernels only).
+
+        Keras's ``SpectralNormalization`` runs one power iteration per training
+        call and writes W / sigma(W) back into the kernel, so after each step
+        the kernel's largest singular value is about 1; it departs from Miyato
+        et al. 2018 (sec. 2.1) in that gradients do not flow through sigma.
+        """
+        if not self.spectral_norm:
+            return layer
+        # the wrapper computes in the wrapped layer's policy (float32 logits stay float32)
+        return keras.layers.SpectralNormalization(layer, dtype=layer.dtype_policy)
 
     def _make_discriminator(self):
         if self.architecture == "mlp":
@@ -265,14 +311,25 @@ class GAN(steps.ZooModel):
         x = keras.layers.Flatten()(x)
         if self.minibatch == "discrimination":
             x = MinibatchDiscrimination()(x)
-        out = keras.layers.Dense(1, dtype="float32")(x)
+        out = self._normalized(keras.layers.Dense(1, dtype="float32"))(x)
         return keras.Model(image, out, name="discriminator")
 
     def generate(self, z, labels=None, training=False):
-        """Images in [-1, 1] from latents (B, latent_dim)."""
+        """Images in [-1, 1] from latents (B, latent_dim).
+
+        Training steps use the raw generator; everything else (validation,
+        sampling, export) the averaged one when the model keeps it.
+        """
         if self.num_classes:
             z = tf.concat([z, _one_hot(labels, self.num_classes, z.dtype)], axis=-1)
-        return self.generator(z, training=training)
+        network = self.generator if training or self.ema_generator is None else self.ema_generator
+        return network(z, training=training)
+
+    def update_ema(self):
+        """ema <- m ema + (1 - m) w for every generator weight (batch-norm statistics too)."""
+        m = self.ema_momentum
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+            average.assign(m * average + (1.0 - m) * weight)
 
     def discriminate(self, x, labels=None, training=False):
         """Logits (B,) for images in [-1, 1]."""
@@ -292,6 +349,9 @@ class GAN(steps.ZooModel):
 
     def build(self, input_shape=None):
         self.generator.build((None, self.latent_dim + self.num_classes))
+        if self.ema_generator is not None:
+            self.ema_generator.build((None, self.latent_dim + self.num_classes))
+            self.ema_generator.set_weights(self.generator.get_weights())  # the average starts at w
         self.discriminator.build((None,) + self.image_shape[:-1] + (self.image_shape[-1] + self.num_classes,))
         self.built = True
 
@@ -332,7 +392,9 @@ class GAN(steps.ZooModel):
                 "latent_dim": self.latent_dim, "filters": self.filters, "loss": self.loss_kind,
                 "d_steps": self.d_steps, "gp_weight": self.gp_weight,
                 "num_classes": self.num_classes, "minibatch": self.minibatch,
-                "architecture": self.architecture, "seed": self.seed}
+                "architecture": self.architecture, "seed": self.seed,
+                "ema_momentum": self.ema_momentum, "spectral_norm": self.spectral_norm,
+                "r1_weight": self.r1_weight}
 
     @property
     def metrics(self):
@@ -364,6 +426,20 @@ class GAN(steps.ZooModel):
         norm = tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grad), [tf.shape(grad)[0], -1]), 1) + 1e-12)
         return tf.square(norm - 1.0)
 
+    def r1_penalty(self, real, labels=None, training=True):
+        """||grad_x D(x)||^2 at each real image x: (B,).
+
+        References:
+            Mescheder et al. 2018, "Which Training Methods for GANs do actually
+            Converge?", eq. (9): R1 = gamma / 2 E[||grad D(x)||^2] over real data.
+        """
+        real = tf.convert_to_tensor(real, tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(real)
+            score = self.discriminate(real, labels, training=training)
+        grad = tf.cast(tape.gradient(score, real), tf.float32)
+        return tf.reduce_sum(tf.reshape(tf.square(grad), [tf.shape(grad)[0], -1]), 1)
+
     def _d_step(self, real, labels):
         fake = self.generate(self._noise(real), labels, training=True)
         with tf.GradientTape() as tape:
@@ -372,6 +448,8 @@ class GAN(steps.ZooModel):
             per_example = discriminator_loss(self.loss_kind, d_real, d_fake)
             if self.loss_kind == "wgan_gp":
                 per_example += self.gp_weight * self._gradient_penalty(real, fake, labels)
+            if self.r1_weight:
+                per_example += 0.5 * self.r1_weight * self.r1_penalty(real, labels)
             d_loss = tf.reduce_mean(per_example)
             scaled = steps.replica_loss(self.d_optimizer, d_loss)
         variables = self.discriminator.trainable_variables
@@ -386,6 +464,8 @@ class GAN(steps.ZooModel):
             scaled = steps.replica_loss(self.g_optimizer, g_loss)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
+        if self.ema_generator is not None:
+            self.update_ema()
         return g_loss
 
     def train_step(self, data):
@@ -534,6 +614,8 @@ class BEGAN(GAN):
         g_vars = self.generator.trainable_variables
         self.d_optimizer.apply(d_tape.gradient(d_scaled, d_vars), d_vars)
         self.g_optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
+        if self.ema_generator is not None:
+            self.update_ema()
         balance = self.gamma * loss_real - loss_fake_g
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:  # one k_t for all replicas
