@@ -47,6 +47,16 @@ def test_mode_coverage():
     assert one["kl_to_uniform"] == pytest.approx(np.log(10)) and one["classes_covered"] == 1
 
 
+def test_label_agreement_per_requested_class():
+    requested = np.arange(100) % 4
+    predicted = requested.copy()
+    predicted[requested == 2] = 0  # every sample asked to be a 2 looks like a 0
+    predicted[0] = 1  # and one 0 looks like a 1
+    report = quality.label_agreement(np.eye(4)[predicted], requested)
+    assert report["per_class"] == [pytest.approx(24 / 25), 1.0, 0.0, 1.0]
+    assert report["overall"] == pytest.approx(74 / 100)
+
+
 @pytest.mark.skipif(not __import__("zoo.registry").saving.versions("classifier_mnist"),
                     reason="needs the exported classifier_mnist")
 def test_sample_quality_of_a_model_against_the_floor():
@@ -62,6 +72,15 @@ def test_sample_quality_of_a_model_against_the_floor():
     # its near-identical grey images cover none of the data's variety
     assert floor["recall"] > 0.5 > model_q["recall"]
     assert floor["mode_coverage"]["classes_covered"] == 10
+
+    conditional = registry.build("cgan_mnist", filters=4, latent_dim=8)
+    agreement = evaluate.sample_quality(conditional, registry.get_preset("cgan_mnist"),
+                                        samples=100)["label_agreement"]
+    assert len(agreement["per_class"]) == 10 and 0.0 <= agreement["overall"] <= 1.0
+    from training import model_card
+    lines = model_card._quality_lines({**result, "label_agreement": agreement})
+    assert any(line.startswith("Label agreement: the classifier names the requested class")
+               for line in lines)
 
 
 @pytest.mark.skipif(not all(__import__("zoo.registry").saving.versions(n)

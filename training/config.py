@@ -91,6 +91,8 @@ PRESET_DEFAULTS = {
     # Gulrajani et al. 2017 (Algorithm 1).
     "dcgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
                         final_lr_fraction=1.0),
+    "lsgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
+                        final_lr_fraction=1.0),
     "cgan_mnist": dict(epochs=20, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
                        final_lr_fraction=1.0),
     "wgan_gp_fashion_mnist": dict(epochs=5, batch_size=64, learning_rate=1e-4, adam_beta_1=0.0,

@@ -80,9 +80,13 @@ def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_ver
     test_f, _ = quality.embed(classifier, test)
     train_f, train_p = quality.embed(classifier, train)
     drawn_f, drawn_p = quality.embed(classifier, drawn)
-    return {"classifier": f"{name}/{folder.name}", "samples": samples,
-            "model": quality.compare(test_f, drawn_f, drawn_p),
-            "floor": quality.compare(test_f, train_f, train_p)}
+    result = {"classifier": f"{name}/{folder.name}", "samples": samples,
+              "model": quality.compare(test_f, drawn_f, drawn_p),
+              "floor": quality.compare(test_f, train_f, train_p)}
+    if model.num_classes:  # sample_images asks for the labels 0, 1, ... in turn
+        result["label_agreement"] = quality.label_agreement(
+            drawn_p, np.arange(samples) % model.num_classes)
+    return result
 
 
 def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=None, samples=0):

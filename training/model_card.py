@@ -76,6 +76,12 @@ def _quality_lines(quality):
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += ["", "Class histogram of samples: " + ", ".join(
         f"{i}: {share:.3f}" for i, share in enumerate(m["mode_coverage"]["histogram"])), ""]
+    agreement = quality.get("label_agreement")
+    if agreement:
+        lines += [f"Label agreement: the classifier names the requested class for "
+                  f"{agreement['overall']:.2%} of the samples (labels requested in turn); per "
+                  "requested class: " + ", ".join(
+                      f"{i}: {share:.3f}" for i, share in enumerate(agreement["per_class"])), ""]
     return lines
 
 

@@ -119,6 +119,21 @@ def mode_coverage(probabilities, min_share=0.0):
     }
 
 
+def label_agreement(probabilities, requested):
+    """How often the classifier's class (argmax) is the label a conditional model was asked for.
+
+    Returns ``overall`` (the share of samples that agree) and ``per_class``
+    (the share among the samples requested with each label, classes in order).
+    """
+    predicted = np.argmax(np.asarray(probabilities), axis=1)
+    requested = np.asarray(requested)
+    hits = predicted == requested
+    classes = np.asarray(probabilities).shape[1]
+    return {"overall": float(hits.mean()),
+            "per_class": [round(float(hits[requested == c].mean()), 4) if np.any(requested == c)
+                          else None for c in range(classes)]}
+
+
 def sharpness(images, batch_size=1000):
     """Mean gradient energy of uint8 images: the average over pixels of |Sobel(x)|^2, x in [0, 1].
 

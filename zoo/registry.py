@@ -91,6 +91,11 @@ PRESETS = {
         dict(_MNIST, latent_dim=64, filters=32, loss="non_saturating"),
         description="DCGAN, non-saturating loss, MNIST",
     ),
+    "lsgan_mnist": Preset(
+        adversarial.GAN, "mnist", "float11",
+        dict(_MNIST, latent_dim=64, filters=32, loss="lsgan"),
+        description="LSGAN (least-squares loss), MNIST",
+    ),
     "cgan_mnist": Preset(
         adversarial.GAN, "mnist", "float11",
         dict(_MNIST, latent_dim=64, filters=32, loss="non_saturating", num_classes=10),
