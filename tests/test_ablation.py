@@ -1,0 +1,38 @@
+"""training.ablation: one command trains and measures a GAN per technique."""
+import pytest
+
+from conftest import run_main
+from training import ablation
+from zoo import saving
+
+
+def test_every_variant_adds_its_technique():
+    args = ablation.parse_args(["dcgan_mnist", "--epochs", "3"])
+    argvs = {v: ablation.train_argv(args, v, "runs/x") for v in ablation.VARIANTS}
+    assert "ema_momentum=0.999" in argvs["ema"] and "spectral_norm=true" in argvs["spectral_norm"]
+    assert "r1_weight=10" in argvs["r1"] and argvs["ttur"][-2:] == ["--d_learning_rate", "4e-4"]
+    assert all(flag in argvs["all"] for flag in ("ema_momentum=0.999", "spectral_norm=true",
+                                                 "r1_weight=10", "--d_learning_rate"))
+    assert argvs["plain"] == ["dcgan_mnist", "--output_dir", "runs/x", "--seed", "0", "--verbose", "2",
+                              "--epochs", "3"]
+    for bad in (["vae_mnist"], ["dcgan_mnist", "--variants", "plain,dropout"]):
+        with pytest.raises(SystemExit):
+            ablation.parse_args(bad)
+
+
+@pytest.mark.skipif(not saving.versions("classifier_mnist"), reason="needs the exported classifier_mnist")
+def test_ablation_trains_each_variant_once_and_tables_their_figures(tmp_path):
+    args = ["dcgan_mnist", "--variants", "plain,ema", "--epochs", 1, "--steps_per_epoch", 2,
+            "--train_examples", 128, "--batch_size", 32, "--samples", 100, "--set", "filters=4",
+            "--set", "latent_dim=8", "--output_dir", tmp_path / "runs", "--out", tmp_path / "a.md",
+            "--verbose", 0]
+    result = run_main("training.ablation", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (tmp_path / "a.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| plain") or line.startswith("| ema")]
+    assert len(rows) == 2 and "| real-data floor |" in text and "python -m training.ablation" in text
+    assert saving.load_trained(tmp_path / "runs" / "dcgan_mnist" / "ema").ema_momentum == 0.999
+    model_file = tmp_path / "runs" / "dcgan_mnist" / "plain" / "model.keras"
+    before = model_file.stat().st_mtime_ns
+    again = run_main("training.ablation", *args)  # finished runs are measured, not retrained
+    assert again.returncode == 0 and model_file.stat().st_mtime_ns == before

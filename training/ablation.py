@@ -1,0 +1,136 @@
+"""GAN training techniques one at a time: an ablation table from one command.
+
+    python -m training.ablation dcgan_mnist [--variants plain,ema,spectral_norm,r1,ttur,all]
+        [--epochs N] [--samples 10000] [--output_dir runs/ablation] [--out FILE]
+        [--set KEY=JSON ...] [--steps_per_epoch N] [--train_examples N] [--batch_size B]
+        [--data_dir DIR]
+
+Trains the preset once per variant with ``training.train`` (the preset's
+settings, the same seed, data and schedule; each variant adds one technique,
+``all`` adds every one), each in its own run folder under
+``<output_dir>/<preset>/<variant>``: a finished run is kept and reused, a
+killed one resumes from its backup when the command runs again. Then it
+measures the sample quality of each variant's final model on the zoo
+classifier's features (``training.evaluate.sample_quality``: FID, KID,
+precision, recall, mode coverage, beside the real-data floor) and writes a
+Markdown table to ``--out`` (default ``docs/ablation_<preset>.md``) naming
+this command.
+
+The variants:
+
+- ``plain``: the preset as it is;
+- ``ema``: sample from an exponential moving average of the generator's
+  weights, momentum 0.999 (Karras et al. 2018; Yazici et al. 2019);
+- ``spectral_norm``: spectrally normalized discriminator (Miyato et al. 2018);
+- ``r1``: R1 penalty on real images, gamma = 10 (Mescheder et al. 2018);
+- ``ttur``: the two time-scale update rule, generator 1e-4 and discriminator
+  4e-4 (Heusel et al. 2017; the rates of Zhang et al. 2019, sec. 5);
+- ``all``: every technique above together.
+"""
+import argparse
+import pathlib
+import shlex
+import sys
+import time
+
+from training import evaluate
+from training import train as train_lib
+from zoo import registry, saving
+
+VARIANTS = {
+    "plain": ([], "the preset's settings"),
+    "ema": (["--set", "ema_momentum=0.999"], "averaged generator, momentum 0.999"),
+    "spectral_norm": (["--set", "spectral_norm=true"], "spectral normalization of D"),
+    "r1": (["--set", "r1_weight=10"], "R1 penalty, gamma 10"),
+    "ttur": (["--learning_rate", "1e-4", "--d_learning_rate", "4e-4"], "TTUR: G 1e-4, D 4e-4"),
+}
+VARIANTS["all"] = ([flag for name in ("ema", "spectral_norm", "r1", "ttur") for flag in VARIANTS[name][0]],
+                   "all of the above")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m training.ablation", description=__doc__.split("\n")[0])
+    p.add_argument("preset", help="an adversarial preset, e.g. dcgan_mnist")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated, from {', '.join(VARIANTS)}")
+    p.add_argument("--epochs", type=int, help="default: the preset's")
+    p.add_argument("--samples", type=int, default=10000, help="samples per variant for the metrics")
+    p.add_argument("--output_dir", default="runs/ablation")
+    p.add_argument("--out", help="the Markdown table (default docs/ablation_<preset>.md)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="a model argument for every variant (repeatable)")
+    for flag in ("--steps_per_epoch", "--train_examples", "--batch_size"):
+        p.add_argument(flag, type=int)
+    p.add_argument("--data_dir")
+    p.add_argument("--verbose", type=int, default=2)
+    args = p.parse_args(argv)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
+    if registry.get_preset(args.preset).model.family != "adversarial":
+        p.error(f"{args.preset} is not adversarial: the ablation compares GAN training techniques")
+    return args
+
+
+def train_argv(args, variant, folder):
+    """The ``training.train`` arguments of one variant's run."""
+    argv = [args.preset, "--output_dir", str(folder), "--seed", str(args.seed),
+            "--verbose", str(args.verbose)]
+    for flag in ("epochs", "steps_per_epoch", "train_examples", "batch_size", "data_dir"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag}", str(getattr(args, flag))]
+    for item in args.set:
+        argv += ["--set", item]
+    return argv + VARIANTS[variant][0]
+
+
+def finished(folder):
+    return (folder / "train_info.json").exists() and not (folder / "backup").exists()
+
+
+def table(rows):
+    """Markdown lines for [(variant, what it adds, quality)], the floor last."""
+    lines = ["| variant | adds | FID | KID | precision | recall | smallest class |",
+             "|---|---|---|---|---|---|---|"]
+
+    def cells(m):
+        return (f"{m['fid']:.2f} | {m['kid']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                f"{m['mode_coverage']['min_class_share']:.3f} |")
+
+    for variant, adds, quality in rows:
+        lines.append(f"| {variant} | {adds} | " + cells(quality["model"]))
+    lines.append("| real-data floor | training vs test images | " + cells(rows[0][2]["floor"]))
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    preset = registry.get_preset(args.preset)
+    base = pathlib.Path(args.output_dir) / args.preset
+    start, rows = time.time(), []
+    for variant in args.variants.split(","):
+        folder = base / variant
+        if not finished(folder):
+            train_lib.main(train_argv(args, variant, folder))
+        model = saving.load_trained(folder)
+        quality = evaluate.sample_quality(model, preset, args.samples, args.data_dir, seed=args.seed)
+        if quality is None:
+            sys.exit(f"error: no exported classifier_{preset.dataset} to measure samples with")
+        rows.append((variant, VARIANTS[variant][1], quality))
+        print(f"{variant}: FID {quality['model']['fid']:.2f}", file=sys.stderr, flush=True)
+    command = shlex.join(["python", "-m", "training.ablation", *(sys.argv[1:] if argv is None else argv)])
+    lines = [f"# {args.preset}: GAN training techniques, one at a time", "",
+             f"Made by `{command}` in {time.time() - start:.0f} s: each variant trained from the same "
+             f"seed ({args.seed}) with the preset's settings plus what its row adds, run folders "
+             f"under `{base}`; {args.samples} samples per variant against the 10,000 test images "
+             f"on the features of `exported/{rows[0][2]['classifier']}`.", ""] + table(rows) + [""]
+    text = "\n".join(lines)
+    print(text)
+    out = pathlib.Path(args.out or f"docs/ablation_{args.preset}.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
