@@ -21,3 +21,13 @@ def test_evaluate_run_folder_writes_card(tiny_run):
 def test_evaluate_unknown_target_is_clear(tmp_path):
     result = run_main("training.evaluate", tmp_path / "missing")
     assert result.returncode != 0 and "No Keras model" in result.stderr
+
+
+def test_began_cards_show_the_convergence_curve():
+    from training import model_card
+
+    history = [{"convergence": 0.30, "val_convergence": 0.28, "k": 0.01},
+               {"convergence": 0.20, "val_convergence": 0.21, "k": 0.02}]
+    lines = model_card._convergence_lines({"history": history})
+    assert lines[0] == "## Convergence" and "| 2 | 0.2000 | 0.2100 | 0.0200 |" in lines
+    assert model_card._convergence_lines({"history": [{"loss": 1.0}]}) == []  # not a BEGAN

@@ -160,6 +160,8 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     assert [int(row["epoch"]) for row in history][-1] == 7
     info = json.loads((tmp_path / "train_info.json").read_text())
     assert info["starts"] == 2 and info["epochs_done"] == 8
+    # the per-epoch record survives the kill: one entry per epoch, the last one the final logs
+    assert len(info["history"]) == 8 and info["history"][-1] == info["final_metrics"]
 
 
 def test_mixed_precision_run_trains_in_bfloat16_and_exports_in_float32(tmp_path):

@@ -68,9 +68,11 @@ def hardware():
 
 
 class RunRecord(keras.callbacks.Callback):
-    """Keeps ``train_info.json``: command, settings, wall time and last metrics.
+    """Keeps ``train_info.json``: command, settings, wall time, last metrics and the
+    per-epoch logs (``history``).
 
-    Wall time adds up across restarts of the same run (BackupAndRestore).
+    Wall time adds up across restarts of the same run (BackupAndRestore); a
+    resumed run keeps the history of the epochs its backup holds.
     """
 
     def __init__(self, path, info):
@@ -80,6 +82,7 @@ class RunRecord(keras.callbacks.Callback):
         previous = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.base_time = float(previous.get("wall_time_s", 0.0))
         self.restarts = int(previous.get("starts", 0))
+        self.history = list(previous.get("history", []))
         self.start = None
 
     def on_train_begin(self, logs=None):
@@ -94,7 +97,9 @@ class RunRecord(keras.callbacks.Callback):
             starts=self.restarts + 1,
             final_metrics=logs,
             parameters=int(self.model.count_params()),
+            history=self.history[:epoch] + [logs],
         )
+        self.history = record["history"]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2))
         tmp.replace(self.path)

@@ -85,6 +85,22 @@ def _quality_lines(quality):
     return lines
 
 
+def _convergence_lines(train_info):
+    """BEGAN's convergence measure M per epoch, from the run's history (if it logged M)."""
+    history = [h for h in train_info.get("history", []) if "convergence" in h]
+    if not history:
+        return []
+    lines = ["## Convergence", "",
+             "BEGAN's convergence measure M = L(x) + |gamma L(x) - L(G(z))| (Berthelot et al. "
+             "2017, sec. 3.4.1), the mean over each epoch's training steps and over the test "
+             "set after it (also in TensorBoard as `epoch_convergence`); lower is better.", "",
+             "| epoch | M (training) | M (test) | k_t |", "|---|---|---|---|"]
+    for epoch, h in enumerate(history, 1):
+        test = f"{h['val_convergence']:.4f}" if "val_convergence" in h else "-"
+        lines.append(f"| {epoch} | {h['convergence']:.4f} | {test} | {h.get('k', float('nan')):.4f} |")
+    return lines + [""]
+
+
 def _fmt(value, digits=2):
     return f"{value:.{digits}f}"
 
@@ -229,6 +245,7 @@ def model_card(results, train_info, description):
     lines += _data_lines(d)
     lines += ["## Architecture", "", d["architecture"] + f" Config: `{json.dumps(d['config'])}`.", ""]
     lines += ["## Training", ""] + _training_lines(train_info)
+    lines += _convergence_lines(train_info)
     lines += ["## Metrics (test set)", "", "| metric | value | how |", "|---|---|---|"]
     lines += _metric_rows(results, d)
     lines += ["", f"Evaluated on {results['test_images']} test images in "
