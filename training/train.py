@@ -188,7 +188,11 @@ def train(cfg, verbose=1, command=None):
     if cfg.init_from:
         record["init_from"] = dict(path=cfg.init_from, train_info=base_info)
     callbacks = [
-        # The backup comes first so that it saves the raw weights; SwapEMAWeights then puts
+        # The record comes before the backup: a run killed between the two redoes an epoch
+        # the record already holds (on resume its history is cut back to the backup's), while
+        # the other order would lose one epoch's logs.
+        cb.RunRecord(out / "train_info.json", record),
+        # The backup comes next so that it saves the raw weights; SwapEMAWeights then puts
         # the averaged ones in place for the checkpoint and the epoch's samples (it validates
         # with them too) and swaps back when the next epoch begins.
         keras.callbacks.BackupAndRestore(str(out / "backup")),
@@ -198,7 +202,6 @@ def train(cfg, verbose=1, command=None):
         keras.callbacks.TensorBoard(str(out / "logs")),
         keras.callbacks.TerminateOnNaN(),
         cb.SampleGrid(out / "samples", log_dir=out / "logs" / "samples", reference=reference),
-        cb.RunRecord(out / "train_info.json", record),
     ]
     history = model.fit(
         train_ds, epochs=cfg.epochs, steps_per_epoch=steps if cfg.steps_per_epoch else None,
