@@ -71,3 +71,16 @@ def test_only_tensorflows_start_up_noise_is_dropped():
             b"Traceback (most recent call last):", b"ImportError: libfoo.so: cannot open shared object file"]
     assert all(zoo._NOISE.match(line) for line in noise)
     assert not any(zoo._NOISE.match(line) for line in kept)
+
+
+def test_the_loaders_import_every_module_that_registers_zoo_classes():
+    # A .keras file or an exported version names its classes as genzoo>Name; zoo/saving.py can
+    # rebuild them only if their modules are imported, whoever calls it (a bare
+    # `from zoo import saving`, without the registry, as serving does).
+    registering = {path.stem for path in (ROOT / "zoo").glob("*.py")
+                   if "register_keras_serializable" in path.read_text()}
+    imported = set()
+    for node in ast.walk(ast.parse((ROOT / "zoo" / "saving.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "zoo":
+            imported |= {alias.name for alias in node.names}
+    assert registering <= imported, registering - imported
