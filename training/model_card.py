@@ -151,7 +151,10 @@ def _training_lines(info):
     hours = info.get("wall_time_s", 0) / 3600
     return [
         f"- Command: `{info.get('command', '?')}`",
-        f"- Epochs: {info.get('epochs_done')}; batch size "
+        f"- Epochs: {info.get('epochs_done')}"
+        + (f" of the {config['epochs']} its schedule was set for (the run was stopped there)"
+           if info.get("epochs_done", config["epochs"]) < config["epochs"] else "")
+        + "; batch size "
         f"{config['batch_size']}; {_optimizer_text(config)}; seed {config['seed']}"
         + (f"; precision policy {config['dtype_policy']} (evaluated in float32)"
            if config.get("dtype_policy", "float32") != "float32" else ""),
