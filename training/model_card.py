@@ -153,7 +153,7 @@ def _training_lines(info):
         f"- Command: `{info.get('command', '?')}`",
         f"- Epochs: {info.get('epochs_done')}"
         + (f" of the {config['epochs']} its schedule was set for (the run was stopped there)"
-           if info.get("epochs_done", config["epochs"]) < config["epochs"] else "")
+           if info.get("epochs_done") and info["epochs_done"] < config.get("epochs", 0) else "")
         + "; batch size "
         f"{config['batch_size']}; {_optimizer_text(config)}; seed {config['seed']}"
         + (f"; precision policy {config['dtype_policy']} (evaluated in float32)"
