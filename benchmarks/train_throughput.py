@@ -45,6 +45,9 @@ def measure(name, mode, steps, batch_size, overrides=None):
     if preset.form == "binary":
         x = (x >= 128).astype("float32")
     data = {"images": x, "labels": np.arange(len(x)) % 10} if preset.labels else x
+    if preset.task:  # translation: a batch of each domain, in [-1, 1]
+        h, w, c = getattr(model, "source_shape", model.image_shape)
+        data = {"a": x[:, :h, :w, :c] / 127.5 - 1.0, "b": x / 127.5 - 1.0}
     ds = tf.data.Dataset.from_tensor_slices(data).batch(batch_size, drop_remainder=True).repeat()
 
     class Timer(keras.callbacks.Callback):

@@ -5,6 +5,7 @@
     images = c.sample("vae_mnist", seeds=[[0, 1], [0, 2]])["images"]   # (2, 28, 28, 1) uint8
 
     python -m serving.client sample vae_mnist --count 64 --out samples.png [--rest_port 8501]
+    python -m serving.client translate pix2pix_superres_mnist --input digit.png --out big.png
 """
 import argparse
 import base64
@@ -15,6 +16,7 @@ import numpy as np
 import requests
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
+from PIL import Image
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from zoo.images import grid, save_png
@@ -160,6 +162,23 @@ class Client:
         except grpc.RpcError as err:
             raise ServerError(err.code().name, err.details()) from None
 
+    def input_shape(self, model, signature, name="images", version=None, version_label=None):
+        """The shape of a signature's input, from the model's metadata (-1: any size)."""
+        meta = self.metadata(model, version, version_label)
+        if self.protocol == "rest":
+            defs = meta["metadata"]["signature_def"]["signature_def"]
+            dims = defs.get(signature, {}).get("inputs", {}).get(name, {}).get("tensor_shape", {})
+            found = [int(d["size"]) for d in dims.get("dim", [])]
+        else:
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            meta.metadata["signature_def"].Unpack(signature_map)
+            defs = signature_map.signature_def
+            found = ([d.size for d in defs[signature].inputs[name].tensor_shape.dim]
+                     if signature in defs and name in defs[signature].inputs else [])
+        if not found:
+            raise ValueError(f"{model} has no signature {signature!r} with an input {name!r}")
+        return found
+
     # The zoo's contract signatures.
     def sample(self, model, seeds, label=None, **spec):
         extra = {} if label is None else {"label": np.asarray(label, np.int64)}
@@ -179,14 +198,37 @@ class Client:
         return self.predict(model, "reconstruct", images=np.asarray(images, np.uint8),
                             seed=np.asarray(seeds, np.int64), **spec)
 
+    def translate(self, model, images, back=False, **spec):
+        """Translation models: ``translate`` (A -> B), or ``translate_back`` (B -> A) if ``back``."""
+        return self.predict(model, "translate_back" if back else "translate",
+                            images=np.asarray(images, np.uint8), **spec)
+
+
+def read_image(path, shape):
+    """A picture file as a uint8 (H, W, C) array of ``shape``: grey (C = 1) or RGB (C = 3),
+    resized to H x W (block averages when shrinking, bicubic when enlarging)."""
+    height, width, channels = shape
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable image: {err}") from err
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (width, height):
+        shrink = image.size[0] >= width and image.size[1] >= height
+        image = image.resize((width, height), Image.Resampling.BOX if shrink
+                             else Image.Resampling.BICUBIC)
+    return np.asarray(image, np.uint8).reshape(height, width, channels)
+
 
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m serving.client",
-        description="Query a model server (TF Serving or genzoo's) and save samples as a PNG grid.")
-    p.add_argument("command", choices=["sample"],
+        description="Query a model server (TF Serving or genzoo's) and save its images as a PNG grid.")
+    p.add_argument("command", choices=["sample", "translate"],
                    help="what to ask for: 'sample' draws --count images from the model's sample "
-                        "signature")
+                        "signature; 'translate' sends the --input pictures through a translation "
+                        "model's translate signature (translate_back with --back)")
     p.add_argument("model", help="served model name, e.g. vae_mnist (see exported/models.config)")
     p.add_argument("--host", default="localhost", help="server host (default: %(default)s)")
     p.add_argument("--grpc_port", type=int,
@@ -200,9 +242,21 @@ def build_parser():
                         "same --seed draws the same images (default: %(default)s)")
     p.add_argument("--label", type=int,
                    help="class label for conditional models (cvae_mnist, cgan_mnist, ...)")
+    p.add_argument("--input", nargs="+", metavar="PNG",
+                   help="translate: picture files (PNG, JPEG, ...), each made grey or RGB as the "
+                        "model's input is and resized to its height and width")
+    p.add_argument("--back", action="store_true",
+                   help="translate: use translate_back (CycleGAN's B -> A) instead of translate")
     p.add_argument("--out", default="samples.png",
                    help="PNG file for the grid of images (default: %(default)s)")
     return p
+
+
+def _translate(client, args):
+    signature = "translate_back" if args.back else "translate"
+    shape = client.input_shape(args.model, signature)[1:]
+    images = np.stack([read_image(path, shape) for path in args.input])
+    return client.translate(args.model, images, back=args.back)["images"]
 
 
 def main(argv=None):
@@ -210,16 +264,24 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.grpc_port and not args.rest_port:
         args.grpc_port = 8500
+    if args.command == "translate" and not args.input:
+        p.error("translate needs --input PNG [PNG ...]")
     client = Client(args.host, args.grpc_port, args.rest_port)
     seeds = np.stack([np.full(args.count, args.seed), np.arange(args.count)], 1)
     label = None if args.label is None else np.full(args.count, args.label)
     try:
-        images = client.sample(args.model, seeds, label)["images"]
+        if args.command == "translate":
+            images = _translate(client, args)
+        else:
+            images = client.sample(args.model, seeds, label)["images"]
+    except ValueError as err:  # an unreadable picture
+        sys.exit(f"error: {err}")
     except ServerError as err:
         sys.exit(f"error: {err}")
     except Exception as err:  # connection refused and the like
         sys.exit(f"error: cannot query {args.host}: {type(err).__name__}: {err}")
-    print(f"wrote {save_png(grid(images, cols=int(np.ceil(np.sqrt(args.count)))), args.out, scale=2)}")
+    cols = int(np.ceil(np.sqrt(len(images))))
+    print(f"wrote {save_png(grid(images, cols=cols), args.out, scale=2)}")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,8 @@ def run_layer_test(cls, init_kwargs, inputs, call_kwargs=None):
     mixed.set_weights(again.get_weights())
     low = mixed(*_as_list(inputs), **call_kwargs)
     assert mixed.compute_dtype == "bfloat16"
-    assert all(v.dtype == "float32" for v in mixed.weights)
+    # floating weights stay float32 (a counter may be an integer)
+    assert all(v.dtype == "float32" for v in mixed.weights if "float" in str(v.dtype))
     for x, y in zip(_numpy(low), _numpy(expected), strict=True):
         assert np.all(np.isfinite(x.astype(np.float32)))
         scale = float(np.max(np.abs(y))) or 1.0

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from harness import run_layer_test, run_model_test
-from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, registry
+from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, registry, translation
 
 RNG = np.random.default_rng(0)
 BINARY = (RNG.random((8, 8, 8, 1)) < 0.4).astype(np.float32)
@@ -63,6 +63,14 @@ MODELS = {
     "BEGAN": (lambda: adversarial.BEGAN(image_shape=(8, 8, 1), latent_dim=4, filters=4, gamma=0.7,
                                         lambda_k=0.01, code_dim=6),
               SIGNED, tf.constant(SIGNED[:4]), lambda m, x: m.discriminate(x)),
+    "Pix2Pix": (lambda: translation.Pix2Pix(source_shape=(4, 4, 1), image_shape=(8, 8, 1), filters=3,
+                                            d_filters=2, loss="lsgan", l1_weight=7.0, gan_weight=0.5),
+                {"a": SIGNED[:, :4, :4], "b": SIGNED}, tf.constant(SIGNED[:4, :4, :4]), None),
+    "CycleGAN": (lambda: translation.CycleGAN(image_shape=(8, 8, 1), filters=3, d_filters=2,
+                                              cycle_weight=4.0, identity_weight=1.0, pool_size=3,
+                                              seed=2),
+                 {"a": SIGNED, "b": SIGNED[::-1]}, tf.constant(SIGNED[:4]),
+                 lambda m, x: [m.translate(x), m.translate_back(x)]),
     "Classifier": (lambda: classifier.Classifier(image_shape=(8, 8, 1), num_classes=3, filters=4,
                                                  feature_dim=16, dropout=0.1),
                    _labelled(EIGHT_BIT / 255.0), tf.constant(EIGHT_BIT / 255.0, tf.float32), None),
@@ -83,6 +91,9 @@ LAYERS = {
                             tf.constant(RNG.normal(size=(2, 5, 4, 6)), tf.float32), {}),
     "MinibatchDiscrimination": (adversarial.MinibatchDiscrimination, dict(kernels=5, dims=3),
                                 tf.constant(RNG.normal(size=(4, 6)), tf.float32), {}),
+    "ImagePool": (translation.ImagePool, dict(size=10),
+                  tf.constant(RNG.normal(size=(2, 3, 3, 1)), tf.float32),
+                  {"seed": tf.constant([1, 2], tf.int64)}),
     "MinibatchStddev": (adversarial.MinibatchStddev, {},
                         tf.constant(RNG.normal(size=(4, 3, 3, 2)), tf.float32), {}),
 }

@@ -27,6 +27,9 @@ def test_card_exists_and_matches_latest_version(name):
     headline += [f"{100 * metrics['test_accuracy']:.2f}%"] if "test_accuracy" in metrics else []
     if "sample_quality" in metrics:
         headline.append(f"{metrics['sample_quality']['model']['fid']:.3f}")
+    for row in metrics.get("translation", {}).get("rows", {}).values():
+        headline += [f"{row['psnr']:.2f}"] if "psnr" in row else []
+        headline.append(f"{100 * row['accuracy']:.2f}%")
     assert headline and all(h in card for h in headline), headline
     assert metrics["command"] in card and "python -m training.train" in card
 

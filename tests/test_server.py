@@ -26,18 +26,22 @@ from zoo import registry, saving
 SEEDS = np.array([[3, i] for i in range(4)], np.int64)
 
 
-FAMILIES = ("vae_mnist", "cvae_mnist", "pixelcnn_mnist", "cgan_mnist")
+FAMILIES = ("vae_mnist", "cvae_mnist", "pixelcnn_mnist", "cgan_mnist", "pix2pix_superres_mnist",
+            "cyclegan_thick_mnist")
 
 
 @pytest.fixture(scope="module")
 def zoo_dir(tiny_run, tmp_path_factory):
     """A zoo folder with a trained tiny vae_mnist and small untrained models of the other
-    families' contracts: cvae_mnist, pixelcnn_mnist, cgan_mnist."""
+    families' contracts: cvae_mnist, pixelcnn_mnist, cgan_mnist, and the translation
+    models (a 7x7 input; two signatures)."""
     base = tmp_path_factory.mktemp("zoo")
     export.export(saving.load_trained(tiny_run), base, log_prob_samples=8)
     export.export(registry.build("cvae_mnist", hidden_units=(32,)), base, log_prob_samples=8)
     export.export(registry.build("pixelcnn_mnist", filters=4, num_blocks=1), base)
     export.export(registry.build("cgan_mnist", filters=4, latent_dim=8), base)
+    for name in ("pix2pix_superres_mnist", "cyclegan_thick_mnist"):
+        export.export(registry.build(name, filters=4, d_filters=4), base)
     return base
 
 
@@ -171,6 +175,10 @@ BAD_REST = [
     ("cvae_mnist:predict", {"signature_name": "sample", "inputs": {"seed": [[0, 1]], "label": [10]}}, 400, "label"),
     ("cvae_mnist:predict", {"signature_name": "sample", "inputs": {"seed": [[0, 1]], "label": [1, 2]}}, 400, "batch"),
     ("vae_mnist:predict", {"inputs": np.zeros((5000, 2), int).tolist()}, 400, "max_rows"),
+    # a 28x28 image sent to the 7x7 input of super-resolution
+    ("pix2pix_superres_mnist:predict", {"signature_name": "translate",
+                                        "inputs": np.zeros((1, 28, 28, 1), int).tolist()}, 400,
+     "expects [-1, 7, 7, 1]"),
     # TF Serving's checks of the signature (classifier.cc, regressor.cc) and of the path
     # (http_rest_api_util.cc: anything else under /v1/ is a 400 "Malformed request")
     ("vae_mnist:classify", {"examples": [{"x": 1.0}]}, 400, "Tensor"),
@@ -444,3 +452,35 @@ def test_version_policies():
     assert _policy_versions(policy, [1, 2, 5]) == {1, 2, 5}
     policy.specific.versions.extend([2, 7])
     assert _policy_versions(policy, [1, 2, 5]) == {2}
+
+
+def test_client_translates_picture_files(server, tmp_path):
+    from PIL import Image
+
+    from conftest import run_main
+
+    picture = tmp_path / "digit.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (56, 56, 3)).astype(np.uint8)).save(picture)
+    for flags in (["--rest_port", server.rest_port], ["--grpc_port", server.grpc_port]):
+        out = tmp_path / "big.png"
+        result = run_main("serving.client", "translate", "pix2pix_superres_mnist", "--input", picture,
+                          "--out", out, *flags)
+        assert result.returncode == 0, result.stderr
+        assert np.asarray(Image.open(out)).shape == (2 * 32, 2 * 32)  # one 28x28 image, padded, x2
+        back = run_main("serving.client", "translate", "cyclegan_thick_mnist", "--back", "--input",
+                        picture, picture, "--out", out, *flags)
+        assert back.returncode == 0, back.stderr
+    # what the client sends: the picture made grey and shrunk to 7x7 by block averages
+    grey = np.asarray(Image.open(picture).convert("L"), np.float64)
+    sent = Client("127.0.0.1", rest_port=server.rest_port)
+    from serving.client import read_image
+    small = read_image(picture, (7, 7, 1))
+    np.testing.assert_allclose(small[..., 0], grey.reshape(7, 8, 7, 8).mean(axis=(1, 3)), atol=1)
+    assert sent.input_shape("pix2pix_superres_mnist", "translate") == [-1, 7, 7, 1]
+    for args, words in ((["vae_mnist"], "translate"), (["pix2pix_superres_mnist", "--back"], "translate_back")):
+        result = run_main("serving.client", "translate", *args, "--input", picture,
+                          "--rest_port", server.rest_port)
+        assert result.returncode == 1 and words in result.stderr, result.stderr
+    result = run_main("serving.client", "translate", "pix2pix_superres_mnist", "--input",
+                      tmp_path / "none.png", "--rest_port", server.rest_port)
+    assert result.returncode == 1 and "none.png" in result.stderr

@@ -13,13 +13,16 @@ from zoo import images as image_utils
 
 
 def preview_images(model, count=64, seed=0, reference=None):
-    """uint8 images that show how a model is doing: samples, else reconstructions."""
+    """uint8 images that show how a model is doing: samples, else translations or
+    reconstructions of ``reference`` (test images of the model's input domain)."""
     seeds = tf.stack([tf.fill([count], tf.constant(seed, tf.int64)),
                       tf.range(count, dtype=tf.int64)], axis=1)
     label = [tf.range(count, dtype=tf.int64) % model.num_classes] if model.num_classes else []
     endpoints = model.serving_endpoints()
     if "sample" in endpoints:
         return model.serve_sample(seeds, *label)["images"].numpy()
+    if reference is not None and "translate" in endpoints:
+        return model.serve_translate(reference[:count])["images"].numpy()
     if reference is not None and "reconstruct" in endpoints:
         return model.serve_reconstruct(reference[:count], seeds[: len(reference)], *label)["images"].numpy()
     return None

@@ -89,6 +89,18 @@ PRESET_DEFAULTS = {
     "diagonal_bilstm_mnist": dict(epochs=6, batch_size=64, learning_rate=1e-3, ema_momentum=0.999),
     # GANs: constant learning rates; Adam as in Radford et al. 2016 (sec. 4) and
     # Gulrajani et al. 2017 (Algorithm 1).
+    # Translation: Adam(2e-4, beta_1 = 0.5) as in Isola et al. 2017 (sec. 3.3) and Zhu et
+    # al. 2017 (sec. 7.1), decayed to zero over the run (theirs: linearly, over the second half).
+    "pix2pix_superres_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
+                                   final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
+    "unet_l1_superres_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
+                                   final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
+    "pix2pix_edges_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4,
+                                        adam_beta_1=0.5, final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
+    "unet_l1_edges_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4,
+                                        adam_beta_1=0.5, final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
+    "cyclegan_thick_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
+                                 final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
     "dcgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
                         final_lr_fraction=1.0),
     "lsgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,

@@ -9,14 +9,23 @@ Forms (what a batch holds):
     float01  float32 intensity / 255, in [0, 1].
     float11  float32 in [-1, 1].
 
+Translation tasks (``TASKS``; image-to-image models): a batch is
+{"a": domain-A images, "b": domain-B images} in the form asked for, both made
+from the same original uint8 images by the task's exact definitions (with
+"labels", the originals' classes, when asked). An unpaired task trains on A
+made from the even-indexed training images and B from the odd-indexed ones,
+so no training image is in both domains; every other split is paired.
+
 Offline use: set $GENZOO_DATA_DIR (or pass ``data_dir``) to a folder holding
 ``<dataset>/`` with the original archives (e.g. ``mnist/train-images-idx3-ubyte.gz``);
 it is handed to TFDS as ``DownloadConfig(manual_dir=...)``. Without it TFDS
 downloads as usual. Prepared data go to TFDS's data dir ($TFDS_DATA_DIR).
 """
+import dataclasses
 import os
 import pathlib
 import socket
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -119,6 +128,114 @@ def _convert(images, form):
     raise ValueError(form)
 
 
+# ------------------------------------------------------------ translation tasks
+def downsample4(images):
+    """uint8 (B, H, W, C) -> (B, H/4, W/4, C): each 4x4 block's mean, rounded to the nearest
+    integer (a tie, a mean of k + 0.5, goes to the even neighbour: ``tf.round``)."""
+    means = tf.nn.avg_pool2d(tf.cast(images, tf.float32), 4, 4, "VALID")  # exact: a sum / 16
+    return tf.cast(tf.round(means), tf.uint8)
+
+
+def sobel_edges(images):
+    """uint8 (B, H, W, C) -> the same shape: 255 where the Sobel gradient magnitude of
+    image / 255 (``tf.image.sobel_edges``; sqrt(dy^2 + dx^2)) exceeds 0.5, else 0."""
+    gradients = tf.image.sobel_edges(tf.cast(images, tf.float32) / 255.0)  # (..., 2): dy, dx
+    magnitude = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=-1))
+    return tf.cast(tf.where(magnitude > 0.5, 255.0, 0.0), tf.uint8)
+
+
+def dilate3(images):
+    """uint8 (B, H, W, C) -> the same shape: the 3x3 grey dilation (a 3x3 max filter,
+    stride 1, same padding: the border takes the maximum of the pixels inside)."""
+    return tf.cast(tf.nn.max_pool2d(tf.cast(images, tf.float32), 3, 1, "SAME"), tf.uint8)
+
+
+def _same(images):
+    return tf.cast(images, tf.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """An image-to-image task: how domains A and B are made from an original image.
+
+    Args:
+        a, b: uint8 (B, H, W, C) originals -> that domain's uint8 images.
+        unpaired: train on A and B from disjoint images (even and odd indices).
+        description: the exact definition, for the model card.
+    """
+
+    a: Callable
+    b: Callable
+    unpaired: bool
+    description: str
+
+
+TASKS = {
+    "superres4": Task(
+        downsample4, _same, False,
+        "input = the uint8 image average-pooled over 4x4 blocks and rounded to the nearest "
+        "integer (ties to even, `tf.round`), (B, 7, 7, 1); target = the original (B, 28, 28, 1)"),
+    "edges": Task(
+        sobel_edges, _same, False,
+        "input = 255 where the Sobel gradient magnitude of image / 255 (`tf.image.sobel_edges`, "
+        "magnitude = sqrt(dy^2 + dx^2)) exceeds 0.5, else 0, (B, 28, 28, 1); target = the original"),
+    "thicken": Task(
+        _same, dilate3, True,
+        "domain A = the images; domain B = their 3x3 grey dilation (3x3 max filter, stride 1, same "
+        "padding). Training is unpaired: A from the even-indexed training images, B from the "
+        "dilations of the odd-indexed ones; evaluation is paired (each test image and its dilation)"),
+}
+
+
+def get_task(name):
+    """The ``Task`` called ``name``; an unknown name lists the valid ones."""
+    if name not in TASKS:
+        raise ValueError(f"Unknown translation task {name!r}; valid: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def _load_translation(b, split, task, form, batch_size, labels, shuffle, seed, take,
+                      drop_remainder):
+    """The batches of a translation task (see the module docstring)."""
+    task = get_task(task)
+    ds = b.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    if take is not None:
+        ds = ds.take(take)
+
+    def batched(source, shuffle_seed):
+        source = source.cache()
+        if shuffle:
+            source = source.shuffle(60000, seed=shuffle_seed, reshuffle_each_iteration=True)
+        return source.batch(batch_size, drop_remainder=drop_remainder)
+
+    if task.unpaired and split.startswith("train"):
+        if labels:
+            raise ValueError("an unpaired task's training batches pair no labels with images")
+        def parity(remainder):
+            def keep(index, example):
+                return index % 2 == remainder
+            return keep
+
+        def image(index, example):
+            return example[0]
+
+        def domains(x_a, x_b):
+            return {"a": _convert(task.a(x_a), form), "b": _convert(task.b(x_b), form)}
+
+        indexed = ds.enumerate()
+        evens = indexed.filter(parity(0)).map(image)
+        odds = indexed.filter(parity(1)).map(image)
+        ds = tf.data.Dataset.zip(batched(evens, seed), batched(odds, seed + 1)).map(
+            domains, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        def pair(x, y):
+            found = {"a": _convert(task.a(x), form), "b": _convert(task.b(x), form)}
+            return dict(found, labels=y) if labels else found
+
+        ds = batched(ds, seed).map(pair, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds
+
+
 def load(
     dataset,
     split,
@@ -130,6 +247,7 @@ def load(
     data_dir=None,
     take=None,
     drop_remainder=None,
+    task=None,
 ):
     """A batched, prefetched tf.data pipeline.
 
@@ -144,6 +262,8 @@ def load(
         data_dir: see ``builder``.
         take: keep only the first ``take`` examples (tests, quick runs).
         drop_remainder: defaults to True for training splits.
+        task: a translation task of ``TASKS``: batches are {"a", "b"} (and
+            "labels") in ``form`` ("binary" is not one of its forms).
 
     Returns:
         A ``tf.data.Dataset`` of (B, 28, 28, 1) float32 images (or dicts).
@@ -154,6 +274,12 @@ def load(
     shuffle = training if shuffle is None else shuffle
     drop_remainder = training if drop_remainder is None else drop_remainder
     b = builder(dataset, data_dir)
+    if task is not None:
+        if form == "binary":
+            raise ValueError("translation tasks come as uint8, float01 or float11 images")
+        ds = _load_translation(b, split, task, form, batch_size, labels, shuffle, seed, take,
+                               drop_remainder)
+        return _finish(ds)
     ds = b.as_dataset(split=split, as_supervised=True, shuffle_files=False)
     if take is not None:
         ds = ds.take(take)
@@ -184,7 +310,11 @@ def load(
             x = _convert(images, form)
         return {"images": x, "labels": y} if labels else x
 
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    return _finish(ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def _finish(ds):
+    """``ds`` sharded by data across workers, prefetched."""
     options = tf.data.Options()
     # Whole-dataset sharding across workers: TFDS MNIST is a single file.
     options.experimental_distribute.auto_shard_policy = (

@@ -6,7 +6,9 @@
 
 Latent models report the test ELBO (one posterior sample per image), the IWAE
 bound on log p(x) with k importance samples and bits per dimension;
-autoregressive models report their exact test NLL and bits per dimension.
+autoregressive models report their exact test NLL and bits per dimension;
+translation models their outputs against the true images, beside baselines
+(``training.translation_metrics``).
 Every model that samples also gets sample-quality figures (FID, KID,
 precision/recall, mode coverage) on the features of the dataset's zoo
 classifier (``exported/classifier_<dataset>``), beside the real-data floor
@@ -26,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import data, quality
+from training import data, quality, translation_metrics
 from training.model_card import model_card
 from zoo import likelihoods, registry, saving
 
@@ -93,7 +95,7 @@ def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=
     """Returns a dict of figures for ``model`` on the test split of its preset."""
     keras.utils.set_random_seed(seed)
     test = data.load(preset.dataset, "test", preset.form, batch_size,
-                     labels=preset.labels, data_dir=data_dir, take=take)
+                     labels=preset.labels, data_dir=data_dir, take=take, task=preset.task)
     results = {"test_images": take or data.num_examples(preset.dataset, "test", data_dir)}
     start = time.time()
     if not model.compiled:
@@ -113,6 +115,8 @@ def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=
         nll, stderr, _ = exact_nll(model, test)
         results.update(test_nll=nll, test_nll_stderr=stderr,
                        test_bits_per_dim=likelihoods.bits_per_dim(nll, model.image_shape))
+    if preset.task:
+        results["translation"] = translation_metrics.translation_figures(model, preset, data_dir, take)
     if samples and "sample" in model.serving_endpoints():
         quality = sample_quality(model, preset, samples, data_dir, seed)
         if quality is not None:
@@ -127,7 +131,9 @@ PICTURES = [("samples.png", "samples"),
             ("interpolation.png", "images along straight lines in the latent space"),
             ("manifold.png", "the 2-d latent space over Gaussian quantiles"),
             ("completions.png", "occluded test images (bottom half hidden) and "
-             "completions sampled from the model")]
+             "completions sampled from the model"),
+            ("translations.png", "test images: input, output, ground truth (CycleGAN: then B, "
+             "F(B), true A)")]
 
 
 def describe(model, preset, name, version=None):

@@ -85,6 +85,37 @@ def _quality_lines(quality):
     return lines
 
 
+def _translation_lines(t):
+    """The card's table of a translation model's outputs against the true images, with baselines."""
+    if not t:
+        return []
+    fid = any("fid" in row for row in t["rows"].values())
+    lines = ["## Translation against ground truth", "", f"Task `{t['task']}`: {t['definition']}.", "",
+             f"On the {t['images']} test images. PSNR (dB, peak 255, the mean over images; an "
+             "image's mean squared error is floored at one grey level at one pixel) and SSIM "
+             "(`tf.image.ssim`, 11x11 Gaussian window) against the true images; accuracy: the zoo "
+             f"classifier (`exported/{t['classifier']}`) on the images, against the test labels; "
+             "sharpness: the mean squared Sobel gradient of x / 255 (Tenengrad; blur lowers it)"
+             + ("; FID on the classifier's features against the true images" if fid else "")
+             + ". Higher is better for all but FID; sharpness is best close to the true images'.",
+             "", "| images | PSNR (dB) | SSIM | accuracy | sharpness |" + (" FID |" if fid else ""),
+             "|---|---|---|---|---|" + ("---|" if fid else "")]
+    for name, row in t["rows"].items():
+        cells = [f"{row['psnr']:.2f}" if "psnr" in row else "-",
+                 f"{row['ssim']:.4f}" if "ssim" in row else "-",
+                 f"{100 * row['accuracy']:.2f}%", f"{row['sharpness']:.4f}"]
+        if fid:
+            cells.append(f"{row['fid']:.2f}" if "fid" in row else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    cycle = t.get("cycle")
+    if cycle:
+        lines += [f"Cycle consistency: F(G(a)) against a, mean absolute error {cycle['a_mae']:.2f} "
+                  f"grey levels, PSNR {cycle['a_psnr']:.2f} dB; G(F(b)) against b, "
+                  f"{cycle['b_mae']:.2f} grey levels, PSNR {cycle['b_psnr']:.2f} dB.", ""]
+    return lines
+
+
 def _convergence_lines(train_info):
     """BEGAN's convergence measure M per epoch, from the run's history (if it logged M)."""
     history = [h for h in train_info.get("history", []) if "convergence" in h]
@@ -189,7 +220,16 @@ def _metric_rows(r, d):
     if "test_accuracy" in r:
         rows += [f"| accuracy | {100 * r['test_accuracy']:.2f}% | argmax of the softmax |",
                  f"| cross-entropy (nats) | {r['test_loss']:.4f} | |"]
-    if "test_d_loss" in r:
+    if "translation" in r:
+        names = {"test_l1": ("L1", "mean \\|G(x) - y\\| over the test pairs' pixels, in [-1, 1] units"),
+                 "test_cycle": ("cycle L1", "mean \\|F(G(a)) - a\\| + mean \\|G(F(b)) - b\\|"),
+                 "test_identity": ("identity L1", "mean \\|G(b) - b\\| + mean \\|F(a) - a\\|"),
+                 "test_d_loss": ("discriminator loss", f"of the objective ({d['objective']})"),
+                 "test_g_gan": ("generator's adversarial term", "same batches")}
+        rows += [f"| {text} | {r[key]:.4f} | {how} |" for key, (text, how) in names.items() if key in r]
+        rows += ["| likelihood | none | the model maps images to images: judge it against the "
+                 "true images below |"]
+    elif "test_d_loss" in r:
         rows += [
             f"| discriminator loss | {r['test_d_loss']:.4f} | {d['objective']} loss on the "
             "test images and as many fresh samples |",
@@ -254,6 +294,7 @@ def model_card(results, train_info, description):
     lines += ["", f"Evaluated on {results['test_images']} test images in "
               f"{results['eval_wall_time_s']} s with:", "", f"    {results['command']}", ""]
     lines += _comparison_lines(results, d)
+    lines += _translation_lines(results.get("translation"))
     lines += _quality_lines(results.get("sample_quality"))
     lines += _picture_lines(d)
     lines += [

@@ -149,9 +149,10 @@ def train(cfg, verbose=1, command=None):
 
     split = "train" if cfg.train_examples is None else f"train[:{cfg.train_examples}]"
     train_ds = data.load(preset.dataset, split, preset.form, cfg.batch_size,
-                         labels=preset.labels, seed=cfg.seed, data_dir=cfg.data_dir)
+                         labels=preset.labels, seed=cfg.seed, data_dir=cfg.data_dir,
+                         task=preset.task)
     test_ds = data.load(preset.dataset, "test", preset.form, cfg.batch_size,
-                        labels=preset.labels, data_dir=cfg.data_dir)
+                        labels=preset.labels, data_dir=cfg.data_dir, task=preset.task)
     examples = data.num_examples(preset.dataset, "train", cfg.data_dir)
     if cfg.train_examples is not None:
         examples = min(examples, cfg.train_examples)
@@ -160,10 +161,10 @@ def train(cfg, verbose=1, command=None):
         train_ds = train_ds.repeat()
         test_ds = test_ds.take(cfg.steps_per_epoch)
 
-    reference = None
+    reference = None  # test images for the sample grids of models that do not sample
     for batch in data.load(preset.dataset, "test", "uint8", 64, labels=False,
-                           data_dir=cfg.data_dir).take(1):
-        reference = batch.numpy().astype("uint8")
+                           data_dir=cfg.data_dir, task=preset.task).take(1):
+        reference = (batch["a"] if preset.task else batch).numpy().astype("uint8")
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(cfg.dtype_policy)  # layers take it when built

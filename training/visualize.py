@@ -12,7 +12,9 @@ in Kingma & Welling 2014, fig. 4). For autoregressive models: ``samples.png``
 and ``completions.png`` (per row: a test image as the model sees it, its top
 half with the bottom hidden (grey), then completions from three seeds). For
 GANs: ``samples.png`` (a class per row for conditional ones) and
-``interpolation.png`` (generated images along straight lines in z).
+``interpolation.png`` (generated images along straight lines in z). For
+translation models: ``translations.png`` (per row, test images: input, output,
+ground truth; for CycleGAN also B, F(B), true A).
 """
 import argparse
 import pathlib
@@ -79,8 +81,24 @@ def adversarial_pictures(model, out, scale=3, steps=10):
     return written
 
 
+def translation_pictures(model, preset, out, data_dir=None, scale=3, rows=16):
+    """translations.png: per test image, input / output / ground truth (the input enlarged
+    by repetition when it is smaller); CycleGAN rows go on with B / F(B) / true A."""
+    batch = next(iter(data.load(preset.dataset, "test", "uint8", rows, data_dir=data_dir, take=rows,
+                                task=preset.task)))
+    a, b = tf.cast(batch["a"], tf.uint8), tf.cast(batch["b"], tf.uint8)
+    shown = np.repeat(np.repeat(a.numpy(), b.shape[1] // a.shape[1], 1), b.shape[2] // a.shape[2], 2)
+    columns = [shown, model.serve_translate(a)["images"].numpy(), b.numpy()]
+    if "translate_back" in model.serving_endpoints():
+        columns += [b.numpy(), model.serve_translate_back(b)["images"].numpy(), a.numpy()]
+    table = np.stack(columns, axis=1).reshape(rows * len(columns), *b.shape[1:])
+    return [save_png(grid(table, len(columns)), pathlib.Path(out) / "translations.png", scale)]
+
+
 def make_pictures(model, preset, out, data_dir=None, scale=3):
     """Writes the PNGs for ``model`` into ``out``; returns their paths."""
+    if preset.task:
+        return translation_pictures(model, preset, out, data_dir, scale)
     if model.family == "autoregressive":
         return autoregressive_pictures(model, preset, out, data_dir, scale)
     if model.family == "adversarial":

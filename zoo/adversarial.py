@@ -118,8 +118,84 @@ def _one_hot(labels, num_classes, dtype):
     return tf.cast(tf.one_hot(tf.cast(labels, tf.int32), num_classes), dtype)
 
 
+def to_uint8(x):
+    """Images in [-1, 1] -> uint8 0..255 (rounded, clipped): what the adversarial family serves."""
+    return tf.cast(tf.clip_by_value(tf.round((x + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+def from_uint8(images):
+    """uint8 0..255 -> float32 in [-1, 1]: what the adversarial family's networks read."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+class TwoPlayerModel(steps.ZooModel):
+    """What every model of the adversarial family shares: two players, two optimizers.
+
+    Subclasses keep their networks as ``generator`` and ``discriminator`` or say
+    which variables each player trains (``generator_variables``,
+    ``discriminator_variables``), and write their own ``train_step``;
+    ``compile(d_optimizer=..., g_optimizer=...)`` and its serialization live here.
+    """
+
+    family = "adversarial"
+    d_steps = 1  # discriminator updates per generator update (the training command's schedule)
+
+    @property
+    def generator_variables(self):
+        """What the generator's optimizer trains (default: ``self.generator``'s variables)."""
+        return self.generator.trainable_variables
+
+    @property
+    def discriminator_variables(self):
+        """What the discriminator's optimizer trains (default: ``self.discriminator``'s)."""
+        return self.discriminator.trainable_variables
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """Compiles with one optimizer per player (Adam(2e-4, beta_1=0.5) by default).
+
+        Under the "mixed_float16" policy each is wrapped in a LossScaleOptimizer,
+        as Keras does for the single optimizer of ``Model.compile``.
+        """
+        kwargs.pop("optimizer", None)
+        super().compile(optimizer=None, **kwargs)
+        d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            wrap = keras.optimizers.LossScaleOptimizer
+            d_optimizer = d_optimizer if isinstance(d_optimizer, wrap) else wrap(d_optimizer)
+            g_optimizer = g_optimizer if isinstance(g_optimizer, wrap) else wrap(g_optimizer)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        # Slots now, not lazily inside the first step (a loss-scaled apply
+        # runs in a tf.cond, where creating variables fails under a strategy).
+        self.d_optimizer.build(self.discriminator_variables)
+        self.g_optimizer.build(self.generator_variables)
+
+    def get_compile_config(self):
+        if getattr(self, "d_optimizer", None) is None:  # not compiled
+            return None
+        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
+
+    def compile_from_config(self, config):
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
+
+    @staticmethod
+    def apply_gradients(optimizer, tape, scaled, variables):
+        """One player's update from ``scaled``, its loss through ``steps.replica_loss`` (on the tape)."""
+        optimizer.apply(tape.gradient(scaled, variables), variables)
+
+    def update_trackers(self, values):
+        """Updates the trackers named in ``values`` {name: value}; returns the logs of all."""
+        for tracker in self.metrics:
+            if tracker.name in values:
+                tracker.update_state(values[tracker.name])
+        return steps.strategy_logs({t.name: t.result() for t in self.metrics})
+
+
 @keras.saving.register_keras_serializable(package="genzoo")
-class GAN(steps.ZooModel):
+class GAN(TwoPlayerModel):
     """A GAN with DCGAN networks, trained by alternating updates.
 
     Generator: Dense -> (s/4, s/4, 4f) -> two stride-2 transposed convolutions
@@ -176,7 +252,6 @@ class GAN(steps.ZooModel):
         r1_weight: Mescheder et al. 2018, eq. (9).
     """
 
-    family = "adversarial"
     serving_note = ("`generate(latents)` maps z to images, `sample(seed)` draws z ~ N(0, I) per "
                     "row; `discriminate(images)` returns D's logits, each image scored alone.")
 
@@ -355,38 +430,6 @@ class GAN(steps.ZooModel):
         self.discriminator.build((None,) + self.image_shape[:-1] + (self.image_shape[-1] + self.num_classes,))
         self.built = True
 
-    # ---------------------------------------------------------- compilation
-    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
-        """Compiles with one optimizer per player (Adam(2e-4, beta_1=0.5) by default).
-
-        Under the "mixed_float16" policy each is wrapped in a LossScaleOptimizer,
-        as Keras does for the single optimizer of ``Model.compile``.
-        """
-        kwargs.pop("optimizer", None)
-        super().compile(optimizer=None, **kwargs)
-        d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            wrap = keras.optimizers.LossScaleOptimizer
-            d_optimizer = d_optimizer if isinstance(d_optimizer, wrap) else wrap(d_optimizer)
-            g_optimizer = g_optimizer if isinstance(g_optimizer, wrap) else wrap(g_optimizer)
-        self.d_optimizer = d_optimizer
-        self.g_optimizer = g_optimizer
-        # Slots now, not lazily inside the first step (a loss-scaled apply
-        # runs in a tf.cond, where creating variables fails under a strategy).
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.g_optimizer.build(self.generator.trainable_variables)
-
-    def get_compile_config(self):
-        if getattr(self, "d_optimizer", None) is None:  # not compiled
-            return None
-        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
-                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
-
-    def compile_from_config(self, config):
-        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
-                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
-
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape),
                 "latent_dim": self.latent_dim, "filters": self.filters, "loss": self.loss_kind,
@@ -452,8 +495,7 @@ class GAN(steps.ZooModel):
                 per_example += 0.5 * self.r1_weight * self.r1_penalty(real, labels)
             d_loss = tf.reduce_mean(per_example)
             scaled = steps.replica_loss(self.d_optimizer, d_loss)
-        variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
+        self.apply_gradients(self.d_optimizer, tape, scaled, self.discriminator_variables)
         return d_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake)
 
     def _g_step(self, real, labels):
@@ -462,8 +504,7 @@ class GAN(steps.ZooModel):
             g_loss = tf.reduce_mean(generator_loss(self.loss_kind,
                                                    self.discriminate(fake, labels, training=True)))
             scaled = steps.replica_loss(self.g_optimizer, g_loss)
-        variables = self.generator.trainable_variables
-        self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
+        self.apply_gradients(self.g_optimizer, tape, scaled, self.generator_variables)
         if self.ema_generator is not None:
             self.update_ema()
         return g_loss
@@ -485,26 +526,21 @@ class GAN(steps.ZooModel):
         return self._update(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake))
 
     def _update(self, d_loss, g_loss, d_real, d_fake):
-        trackers = (self.d_loss_tracker, self.g_loss_tracker, self.real_tracker, self.fake_tracker)
-        for tracker, value in zip(trackers, (d_loss, g_loss, d_real, d_fake), strict=True):
-            tracker.update_state(value)
-        return steps.strategy_logs({t.name: t.result() for t in self.metrics})
+        values = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
+        return self.update_trackers(values)
 
     # --------------------------------------------------------------- serving
-    def _to_uint8(self, x):
-        return tf.cast(tf.clip_by_value(tf.round((x + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-
     def serve_generate(self, latents, label=None):
-        return {"images": self._to_uint8(self.generate(latents, self.check_labels(label)))}
+        return {"images": to_uint8(self.generate(latents, self.check_labels(label)))}
 
     def serve_sample(self, seed, label=None):
         z = seeding.normal_rows(seed, [self.latent_dim])
-        return {"images": self._to_uint8(self.generate(z, self.check_labels(label))), "latents": z}
+        return {"images": to_uint8(self.generate(z, self.check_labels(label))), "latents": z}
 
     def serve_discriminate(self, images, label=None):
         """Logits of D, each image scored alone (minibatch features see a batch of one),
         so a row's score does not depend on the rest of the request."""
-        x = tf.cast(images, tf.float32) / 127.5 - 1.0
+        x = from_uint8(images)
         label = self.check_labels(label)
         if self.minibatch == "none":
             return {"logits": self.discriminate(x, label)}

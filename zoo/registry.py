@@ -7,7 +7,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, saving
+from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, saving, translation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,8 @@ class Preset:
         kwargs: constructor arguments.
         labels: whether the model needs class labels.
         description: one line for ``list_models``.
+        task: for translation models, the task of ``training.data.TASKS`` that
+            makes their domains A and B from the data set's images.
     """
 
     model: type
@@ -29,9 +31,12 @@ class Preset:
     kwargs: dict
     labels: bool = False
     description: str = ""
+    task: str | None = None
 
 
 _MNIST = dict(image_shape=(28, 28, 1))
+_SUPERRES = dict(source_shape=(7, 7, 1), image_shape=(28, 28, 1), filters=32, d_filters=32)
+_EDGES = dict(source_shape=(28, 28, 1), image_shape=(28, 28, 1), filters=32, d_filters=32)
 
 PRESETS = {
     "ae_mnist": Preset(
@@ -111,6 +116,34 @@ PRESETS = {
         adversarial.BEGAN, "mnist", "float11",
         dict(_MNIST, latent_dim=64, filters=32, gamma=0.5),
         description="BEGAN (autoencoder discriminator, gamma 0.5), MNIST",
+    ),
+    "pix2pix_superres_mnist": Preset(
+        translation.Pix2Pix, "mnist", "float11",
+        _SUPERRES, task="superres4",
+        description="pix2pix, x4 super-resolution of MNIST (7x7 block means -> 28x28)",
+    ),
+    "unet_l1_superres_mnist": Preset(
+        translation.Pix2Pix, "mnist", "float11",
+        dict(_SUPERRES, gan_weight=0.0), task="superres4",
+        description="pix2pix's U-Net trained with L1 alone (the paper's ablation), x4 "
+                    "super-resolution of MNIST",
+    ),
+    "pix2pix_edges_fashion_mnist": Preset(
+        translation.Pix2Pix, "fashion_mnist", "float11",
+        _EDGES, task="edges",
+        description="pix2pix, Sobel edges -> Fashion-MNIST images",
+    ),
+    "unet_l1_edges_fashion_mnist": Preset(
+        translation.Pix2Pix, "fashion_mnist", "float11",
+        dict(_EDGES, gan_weight=0.0), task="edges",
+        description="pix2pix's U-Net trained with L1 alone (the paper's ablation), Sobel edges "
+                    "-> Fashion-MNIST images",
+    ),
+    "cyclegan_thick_mnist": Preset(
+        translation.CycleGAN, "mnist", "float11",
+        dict(image_shape=(28, 28, 1), filters=32, d_filters=32),
+        task="thicken",
+        description="CycleGAN, thin <-> thick MNIST strokes (3x3 dilation), trained unpaired",
     ),
     "classifier_mnist": Preset(
         classifier.Classifier, "mnist", "float01", dict(_MNIST, num_classes=10), labels=True,

@@ -37,7 +37,7 @@ def uniform_rows(seed, shape):
     return _per_row(tf.random.stateless_uniform, seed, shape)
 
 
-def training_seed(generator, step=None):
+def training_seed(generator, step=None, per_replica=True):
     """A fresh stateless seed (2,) from a Keras SeedGenerator, distinct per replica.
 
     Under a tf.distribute strategy the generator's state is mirrored, so every
@@ -45,11 +45,15 @@ def training_seed(generator, step=None):
     generate the same images); the replica id is folded in. ``step`` (e.g. an
     optimizer's iteration count, which checkpoints restore while the
     generator's state is not saved with the weights) is folded in too, so a
-    resumed run does not replay its first noise.
+    resumed run does not replay its first noise. ``per_replica=False`` leaves
+    the replica out: the same seed on every replica, for draws the replicas
+    must agree on.
     """
     seed = tf.cast(generator.next(), tf.int64)
     if step is not None:
         seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(step, tf.int64))
+    if not per_replica:
+        return seed
     ctx = tf.distribute.get_replica_context()
     replica = ctx.replica_id_in_sync_group if ctx is not None else 0
     return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
