@@ -27,7 +27,8 @@ def fid(a, b):
     root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     cross = np.linalg.eigvalsh(root_a @ s_b @ root_a)
     trace_root = np.sqrt(np.clip(cross, 0, None)).sum()
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * trace_root)
+    value = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * trace_root
+    return max(float(value), 0.0)  # a squared distance: below 0 only by rounding
 
 
 def kid(a, b, subsets=100, subset_size=1000, seed=0):
