@@ -32,6 +32,17 @@ assert importlib.util.find_spec("zoo") is None
 path = sys.argv[1]
 tf1 = tf.compat.v1
 report = {}
+# Valid values of string inputs (zeros are not strings): the model's warmup requests.
+warm = {}
+try:
+    from tensorflow_serving.apis import prediction_log_pb2
+    records = path + "/assets.extra/tf_serving_warmup_requests"
+    for record in tf.compat.v1.io.tf_record_iterator(records):
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        for key, value in request.inputs.items():
+            warm[key] = tf.make_ndarray(value)
+except (ImportError, OSError, tf.errors.NotFoundError):
+    pass
 with tf.Graph().as_default(), tf1.Session() as sess:
     meta = tf1.saved_model.loader.load(sess, ["serve"], path)
     for name, sig in meta.signature_def.items():
@@ -44,6 +55,8 @@ with tf.Graph().as_default(), tf1.Session() as sess:
             value = np.zeros(dims, dtype)
             if key == "seed":
                 value = np.stack([np.zeros(dims[0]), np.arange(dims[0])], 1).astype(dtype)
+            elif info.dtype == tf.string.as_datatype_enum and key in warm:
+                value = warm[key][:dims[0]]
             feed[info.name] = value
         fetches = {k: v.name for k, v in sig.outputs.items()}
         try:

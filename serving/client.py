@@ -180,8 +180,12 @@ class Client:
         return found
 
     # The zoo's contract signatures.
-    def sample(self, model, seeds, label=None, **spec):
+    def sample(self, model, seeds, label=None, text=None, **spec):
+        """``sample`` of ``model``; ``label`` for class-conditional models, ``text`` (a caption
+        per row: a string tensor, plain JSON strings over REST) for text-to-image models."""
         extra = {} if label is None else {"label": np.asarray(label, np.int64)}
+        if text is not None:
+            extra["text"] = np.array([str(t) for t in np.ravel(text)], dtype=object)
         return self.predict(model, "sample", seed=np.asarray(seeds, np.int64), **extra, **spec)
 
     def log_prob(self, model, images, label=None, **spec):
@@ -242,6 +246,8 @@ def build_parser():
                         "same --seed draws the same images (default: %(default)s)")
     p.add_argument("--label", type=int,
                    help="class label for conditional models (cvae_mnist, cgan_mnist, ...)")
+    p.add_argument("--text",
+                   help='caption for text-to-image models, e.g. "a thick seven" (text2image_mnist)')
     p.add_argument("--input", nargs="+", metavar="PNG",
                    help="translate: picture files (PNG, JPEG, ...), each made grey or RGB as the "
                         "model's input is and resized to its height and width")
@@ -273,7 +279,8 @@ def main(argv=None):
         if args.command == "translate":
             images = _translate(client, args)
         else:
-            images = client.sample(args.model, seeds, label)["images"]
+            text = None if args.text is None else [args.text] * args.count
+            images = client.sample(args.model, seeds, label, text)["images"]
     except ValueError as err:  # an unreadable picture
         sys.exit(f"error: {err}")
     except ServerError as err:

@@ -47,8 +47,14 @@ def from_tf_error(err):
 
 def _useful_line(message):
     """The line of a TF error message that says what went wrong."""
-    noise = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "\t [[")
+    noise = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "\t [[",
+             'File "')
     lines = [line.strip() for line in message.splitlines()]
     useful = [line for line in lines if line and not line.startswith(noise)]
     text = useful[0] if useful else (lines[0] if lines else "error")
-    return text.replace("assertion failed: ", "").split(" [[")[0]
+    text = text.split(" [[")[0]
+    if text.startswith("assertion failed: "):  # tf.debugging.Assert's data: "[message]"
+        text = text[len("assertion failed: "):]
+        if text.startswith("[") and text.endswith("]") and "] [" not in text:
+            text = text[1:-1]
+    return text

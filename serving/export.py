@@ -32,20 +32,27 @@ from zoo import saving
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
-def _example_inputs(specs, rows=2):
-    """Small valid inputs for warmup: zeros, with seeds 0..rows-1."""
+def _example_inputs(specs, rows=2, examples=None):
+    """Small valid inputs for warmup: zeros, with seeds 0..rows-1 and the model's
+    ``serving_examples`` (cycled over the rows) where it gives them."""
     inputs = {}
+    examples = examples or {}
     for spec in specs:
         shape = [rows] + [int(d) for d in spec.shape[1:]]
         if spec.name == "seed":
             value = np.stack([np.zeros(rows), np.arange(rows)], axis=1)
+        elif spec.name in examples:
+            given = examples[spec.name]
+            value = np.array([given[i % len(given)] for i in range(rows)], dtype=object)
+            inputs[spec.name] = value
+            continue
         else:
             value = np.zeros(shape)
         inputs[spec.name] = value.astype(spec.dtype.as_numpy_dtype)
     return inputs
 
 
-def write_warmup(path, model_name, endpoints):
+def write_warmup(path, model_name, endpoints, examples=None):
     """Writes TF Serving warmup records (PredictionLog) for every endpoint."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +61,7 @@ def write_warmup(path, model_name, endpoints):
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=name)
             )
-            for key, value in _example_inputs(specs).items():
+            for key, value in _example_inputs(specs, examples=examples).items():
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)
@@ -168,7 +175,7 @@ def export(model, base_dir, name=None, version=None, log_prob_samples=100, run_d
     try:
         target = tmp / "model"
         write_saved_model(model, endpoints, target)
-        write_warmup(target / "assets.extra" / WARMUP_FILE, name, endpoints)
+        write_warmup(target / "assets.extra" / WARMUP_FILE, name, endpoints, model.serving_examples())
         info = {"model": name, "version": version, "log_prob_samples": log_prob_samples}
         saving.write_genzoo_files(model, target, info, run_dir)
         os.replace(target, final)  # atomic on one file system

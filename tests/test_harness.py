@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from harness import run_layer_test, run_model_test
-from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, registry, translation
+from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, registry, text2image, translation
 
 RNG = np.random.default_rng(0)
 BINARY = (RNG.random((8, 8, 8, 1)) < 0.4).astype(np.float32)
@@ -63,6 +63,11 @@ MODELS = {
     "BEGAN": (lambda: adversarial.BEGAN(image_shape=(8, 8, 1), latent_dim=4, filters=4, gamma=0.7,
                                         lambda_k=0.01, code_dim=6),
               SIGNED, tf.constant(SIGNED[:4]), lambda m, x: m.discriminate(x)),
+    "TextGAN": (lambda: text2image.TextGAN(image_shape=(8, 8, 1), latent_dim=4, filters=4, embed_dim=3,
+                                           loss="lsgan", d_steps=2, seed=3, ema_momentum=0.9,
+                                           spectral_norm=True, r1_weight=2.0, ink_medians=(5,) * 10),
+                _labelled(SIGNED), tf.random.stateless_normal([4, 4], seed=[1, 2]),
+                lambda m, z: m.generate(z, tf.constant([[1, 2], [0, 3], [2, 4], [0, 0]]))),
     "Pix2Pix": (lambda: translation.Pix2Pix(source_shape=(4, 4, 1), image_shape=(8, 8, 1), filters=3,
                                             d_filters=2, loss="lsgan", l1_weight=7.0, gan_weight=0.5),
                 {"a": SIGNED[:, :4, :4], "b": SIGNED}, tf.constant(SIGNED[:4, :4, :4]), None),

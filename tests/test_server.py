@@ -27,14 +27,15 @@ SEEDS = np.array([[3, i] for i in range(4)], np.int64)
 
 
 FAMILIES = ("vae_mnist", "cvae_mnist", "pixelcnn_mnist", "cgan_mnist", "pix2pix_superres_mnist",
-            "cyclegan_thick_mnist")
+            "cyclegan_thick_mnist", "text2image_mnist")
+CAPTIONS = np.array(["a seven", " A thick   TWO", "a thin zero"], object)
 
 
 @pytest.fixture(scope="module")
 def zoo_dir(tiny_run, tmp_path_factory):
     """A zoo folder with a trained tiny vae_mnist and small untrained models of the other
     families' contracts: cvae_mnist, pixelcnn_mnist, cgan_mnist, and the translation
-    models (a 7x7 input; two signatures)."""
+    models (a 7x7 input; two signatures), and text2image_mnist (a string input)."""
     base = tmp_path_factory.mktemp("zoo")
     export.export(saving.load_trained(tiny_run), base, log_prob_samples=8)
     export.export(registry.build("cvae_mnist", hidden_units=(32,)), base, log_prob_samples=8)
@@ -42,6 +43,7 @@ def zoo_dir(tiny_run, tmp_path_factory):
     export.export(registry.build("cgan_mnist", filters=4, latent_dim=8), base)
     for name in ("pix2pix_superres_mnist", "cyclegan_thick_mnist"):
         export.export(registry.build(name, filters=4, d_filters=4), base)
+    export.export(registry.build("text2image_mnist", filters=4, latent_dim=8, embed_dim=4), base)
     return base
 
 
@@ -73,6 +75,8 @@ def _feeds(model_dir):
                 feed[key] = SEEDS[:3]
             elif key == "label":
                 feed[key] = np.array([0, 4, 9], np.int64)
+            elif key == "text":
+                feed[key] = CAPTIONS
             elif spec.dtype == tf.uint8:
                 feed[key] = rng.integers(0, 256, shape).astype(np.uint8)
             else:
@@ -98,7 +102,7 @@ def test_every_signature_over_grpc_rest_and_client(server, zoo_dir):
             assert reply.model_spec.version.value == 1
             _assert_outputs({k: tf.make_ndarray(v) for k, v in reply.outputs.items()}, want,
                             f"grpc {model}:{signature}")
-            rows = [{k: v[i].tolist() for k, v in feed.items()} for i in range(3)]
+            rows = [{k: np.asarray(v[i]).tolist() for k, v in feed.items()} for i in range(3)]
             body = requests.post(f"{server.url}/{model}:predict",
                                  json={"signature_name": signature, "instances": rows}).json()
             if len(want) == 1:  # one output: TF Serving's rows hold bare values
@@ -175,6 +179,12 @@ BAD_REST = [
     ("cvae_mnist:predict", {"signature_name": "sample", "inputs": {"seed": [[0, 1]], "label": [10]}}, 400, "label"),
     ("cvae_mnist:predict", {"signature_name": "sample", "inputs": {"seed": [[0, 1]], "label": [1, 2]}}, 400, "batch"),
     ("vae_mnist:predict", {"inputs": np.zeros((5000, 2), int).tolist()}, 400, "max_rows"),
+    # a caption outside the grammar: the error names the word
+    ("text2image_mnist:predict", {"inputs": {"seed": [[0, 1], [0, 2]], "text": ["a one", "a sevn"]}},
+     400, "unknown word in a caption: sevn"),
+    ("text2image_mnist:predict", {"inputs": {"seed": [[0, 1]], "text": ["seven a"]}}, 400,
+     "caption not in the grammar: seven a"),
+    ("text2image_mnist:predict", {"inputs": {"seed": [[0, 1]], "text": [7]}}, 400, "string"),
     # a 28x28 image sent to the 7x7 input of super-resolution
     ("pix2pix_superres_mnist:predict", {"signature_name": "translate",
                                         "inputs": np.zeros((1, 28, 28, 1), int).tolist()}, 400,
@@ -217,6 +227,8 @@ def test_bad_grpc_requests_get_status_codes(server):
          "nosuch"),  # predict_util.cc RunPredict
         (_request("cvae_mnist", "sample", seed=SEEDS, label=np.array([0, 1, 2, -1])),
          grpc.StatusCode.INVALID_ARGUMENT, "label"),
+        (_request("text2image_mnist", "sample", seed=SEEDS[:2], text=np.array([b"a one", b"a big one"])),
+         grpc.StatusCode.INVALID_ARGUMENT, "unknown word in a caption: big"),
     ]
     bad_proto = _request("vae_mnist", "sample")
     bad_proto.inputs["seed"].dtype = tf.int64.as_datatype_enum
@@ -484,3 +496,24 @@ def test_client_translates_picture_files(server, tmp_path):
     result = run_main("serving.client", "translate", "pix2pix_superres_mnist", "--input",
                       tmp_path / "none.png", "--rest_port", server.rest_port)
     assert result.returncode == 1 and "none.png" in result.stderr
+
+
+def test_client_samples_a_caption_over_both_apis(server, tmp_path):
+    from PIL import Image
+
+    from conftest import run_main
+
+    want = Client("127.0.0.1", grpc_port=server.grpc_port).sample(
+        "text2image_mnist", SEEDS[:2], text=["a thick seven", "a seven"])["images"]
+    got = Client("127.0.0.1", rest_port=server.rest_port).sample(
+        "text2image_mnist", SEEDS[:2], text=["A thick  seven", "a seven"])["images"]
+    np.testing.assert_array_equal(got, want)
+    for flags in (["--rest_port", server.rest_port], ["--grpc_port", server.grpc_port]):
+        out = tmp_path / "x.png"
+        result = run_main("serving.client", "sample", "text2image_mnist", "--text", "a thick seven",
+                          "--count", 4, "--out", out, *flags)
+        assert result.returncode == 0, result.stderr
+        assert np.asarray(Image.open(out)).shape == (2 * 62, 2 * 62)  # 2x2 images of 28 + 2 padding
+        bad = run_main("serving.client", "sample", "text2image_mnist", "--text", "a thick sevn",
+                       *flags)
+        assert bad.returncode == 1 and "unknown word in a caption: sevn" in bad.stderr, bad.stderr

@@ -17,7 +17,7 @@ def preview_images(model, count=64, seed=0, reference=None):
     reconstructions of ``reference`` (test images of the model's input domain)."""
     seeds = tf.stack([tf.fill([count], tf.constant(seed, tf.int64)),
                       tf.range(count, dtype=tf.int64)], axis=1)
-    label = [tf.range(count, dtype=tf.int64) % model.num_classes] if model.num_classes else []
+    label = model.conditions(tf.range(count, dtype=tf.int64) % max(model.num_classes, 1))
     endpoints = model.serving_endpoints()
     if "sample" in endpoints:
         return model.serve_sample(seeds, *label)["images"].numpy()

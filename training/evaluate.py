@@ -28,9 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import data, quality, translation_metrics
+from training import caption_metrics, data, quality, translation_metrics
 from training.model_card import model_card
-from zoo import likelihoods, registry, saving
+from zoo import likelihoods, registry, saving, text2image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -72,8 +72,7 @@ def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_ver
     name = f"classifier_{preset.dataset}"
     if not saving.versions(name):
         return None
-    folder = saving.version_path(name, classifier_version)
-    classifier = saving.load_keras(folder)
+    classifier_name, classifier = quality.zoo_classifier(preset.dataset, classifier_version)
     form = form or preset.form
     test = real_images(preset.dataset, form, "test", None, data_dir)
     train = real_images(preset.dataset, form, "train", samples, data_dir)
@@ -82,7 +81,7 @@ def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_ver
     test_f, _ = quality.embed(classifier, test)
     train_f, train_p = quality.embed(classifier, train)
     drawn_f, drawn_p = quality.embed(classifier, drawn)
-    result = {"classifier": f"{name}/{folder.name}", "samples": samples,
+    result = {"classifier": classifier_name, "samples": samples,
               "model": quality.compare(test_f, drawn_f, drawn_p),
               "floor": quality.compare(test_f, train_f, train_p)}
     if model.num_classes:  # sample_images asks for the labels 0, 1, ... in turn
@@ -91,7 +90,8 @@ def sample_quality(model, preset, samples, data_dir=None, seed=0, classifier_ver
     return result
 
 
-def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=None, samples=0):
+def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=None, samples=0,
+             caption_seeds=1000):
     """Returns a dict of figures for ``model`` on the test split of its preset."""
     keras.utils.set_random_seed(seed)
     test = data.load(preset.dataset, "test", preset.form, batch_size,
@@ -117,6 +117,9 @@ def evaluate(model, preset, k=1000, batch_size=100, data_dir=None, seed=0, take=
                        test_bits_per_dim=likelihoods.bits_per_dim(nll, model.image_shape))
     if preset.task:
         results["translation"] = translation_metrics.translation_figures(model, preset, data_dir, take)
+    if isinstance(model, text2image.TextGAN) and caption_seeds:
+        results["captions"] = caption_metrics.caption_figures(model, preset, data_dir, caption_seeds,
+                                                              take)
     if samples and "sample" in model.serving_endpoints():
         quality = sample_quality(model, preset, samples, data_dir, seed)
         if quality is not None:
@@ -132,6 +135,8 @@ PICTURES = [("samples.png", "samples"),
             ("manifold.png", "the 2-d latent space over Gaussian quantiles"),
             ("completions.png", "occluded test images (bottom half hidden) and "
              "completions sampled from the model"),
+            ("captions.png", "a row per digit; for each of three seeds: a thin, a plain and a "
+             "thick sample of it"),
             ("translations.png", "test images: input, output, ground truth (CycleGAN: then B, "
              "F(B), true A)")]
 
@@ -163,6 +168,8 @@ def main(argv=None):
     p.add_argument("--take", type=int, help="evaluate on the first N test images only")
     p.add_argument("--samples", type=int, default=10000,
                    help="samples for FID/KID/precision/recall/mode coverage (0: skip)")
+    p.add_argument("--caption_seeds", type=int, default=1000,
+                   help="text-to-image models: samples per caption (0: skip)")
     p.add_argument("--data_dir")
     p.add_argument("--card", help="where to write the model card")
     p.add_argument("--rerender", action="store_true",
@@ -189,7 +196,7 @@ def main(argv=None):
                                  f"{results.get('version')}, not {version}")
         else:
             results = evaluate(model, preset, args.k, args.batch_size, args.data_dir, args.seed,
-                               args.take, args.samples)
+                               args.take, args.samples, args.caption_seeds)
     except (FileNotFoundError, ValueError, KeyError, data.DataUnavailableError) as err:
         sys.exit(f"error: {err}")
     if not args.rerender:

@@ -116,6 +116,37 @@ def _translation_lines(t):
     return lines
 
 
+def _caption_lines(c):
+    """The card's grammar and per-caption table of a text-to-image model."""
+    if not c:
+        return []
+    digits = sorted({row["digit"] for row in c["captions"].values()})
+    lines = ["## Captions", "",
+             f"Grammar: {c['grammar']}; case and extra spaces are ignored; any other caption is "
+             "refused with an error naming the word. \"thin\" and \"thick\" are facts about an "
+             "image: its ink (pixels >= 128) below or above the median ink of the training images "
+             "of its digit (" + ", ".join(f"{d}: {m:g}" for d, m in enumerate(c["ink_medians"]))
+             + "); an image at the median is only \"a <digit>\".", "",
+             f"{c['seeds']} samples per caption (seeds (0, i)). Accuracy: the share whose digit "
+             f"the zoo classifier (`exported/{c['classifier']}`) reads as the caption's; FID on "
+             "its features against the test images the caption is true of (their count beside "
+             "it); thicker: the share of seeds whose \"a thick\" sample has more ink than their "
+             "\"a thin\" one.", "",
+             "| digit | accuracy: a / thin / thick | FID: a / thin / thick (real images) | thicker |",
+             "|---|---|---|---|"]
+    for digit in digits:
+        rows = [row for row in c["captions"].values() if row["digit"] == digit]
+        rows.sort(key=lambda row: ("a", "thin", "thick").index(row["style"]))
+        lines.append(f"| {digit} | " + " / ".join(f"{100 * r['accuracy']:.1f}%" for r in rows)
+                     + " | " + " / ".join(f"{r['fid']:.1f} ({r['real']})" for r in rows)
+                     + f" | {100 * c['thicker'][digit]:.1f}% |")
+    lines += ["", f"Over the {len(c['captions'])} captions: accuracy {100 * c['accuracy_mean']:.2f}% "
+              f"on average, {100 * c['accuracy_min']:.2f}% at the least; thicker "
+              f"{100 * c['thicker_mean']:.2f}% on average, {100 * c['thicker_min']:.2f}% for the "
+              "digit where it is least.", ""]
+    return lines
+
+
 def _convergence_lines(train_info):
     """BEGAN's convergence measure M per epoch, from the run's history (if it logged M)."""
     history = [h for h in train_info.get("history", []) if "convergence" in h]
@@ -295,6 +326,7 @@ def model_card(results, train_info, description):
               f"{results['eval_wall_time_s']} s with:", "", f"    {results['command']}", ""]
     lines += _comparison_lines(results, d)
     lines += _translation_lines(results.get("translation"))
+    lines += _caption_lines(results.get("captions"))
     lines += _quality_lines(results.get("sample_quality"))
     lines += _picture_lines(d)
     lines += [

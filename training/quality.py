@@ -8,6 +8,8 @@ floor: the same metric between training and test images.
 import numpy as np
 import tensorflow as tf
 
+from zoo import saving
+
 
 def fid(a, b):
     """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` (N, D).
@@ -151,6 +153,14 @@ def sharpness(images, batch_size=1000):
     return total / len(images)
 
 
+def zoo_classifier(dataset, version=None):
+    """("classifier_<dataset>/<version>", the Keras model) of the zoo classifier of ``dataset``
+    (the latest version by default)."""
+    name = f"classifier_{dataset}"
+    folder = saving.version_path(name, version)
+    return f"{name}/{folder.name}", saving.load_keras(folder)
+
+
 def embed(classifier, images, batch_size=500):
     """(features, class probabilities) of uint8 images through the classifier's endpoints."""
     @tf.function
@@ -191,7 +201,8 @@ def sample_images(model, count, batch_size=250, seed=0, num_classes=0, output="i
         n = min(batch_size, count - start)
         seeds = tf.stack([tf.fill([n], tf.constant(seed, tf.int64)),
                           tf.range(start, start + n, dtype=tf.int64)], 1)
-        label = [tf.range(start, start + n, dtype=tf.int64) % num_classes] if num_classes else []
+        label = (model.conditions(tf.range(start, start + n, dtype=tf.int64) % num_classes)
+                 if num_classes else [])
         out.append(sample(seeds, *label)[output].numpy())
     return np.concatenate(out)
 

@@ -92,17 +92,11 @@ class Scorer:
         return found
 
 
-def _classifier(dataset):
-    name = f"classifier_{dataset}"
-    folder = saving.version_path(name)
-    return f"{name}/{folder.name}", saving.load_keras(folder)
-
-
 def translation_figures(model, preset, data_dir=None, take=None):
     """The figures of a translation model (pix2pix or CycleGAN) on its task's test set
     (its first ``take`` images)."""
     a, b, labels = test_domains(preset, data_dir, take)
-    classifier_name, classifier = _classifier(preset.dataset)
+    classifier_name, classifier = quality.zoo_classifier(preset.dataset)
     found = {"task": preset.task, "definition": data.get_task(preset.task).description,
              "classifier": classifier_name, "images": int(len(a))}
     if "translate_back" not in model.serving_endpoints():  # pix2pix: A -> B against B

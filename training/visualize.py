@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import data
-from zoo import registry, saving
+from zoo import registry, saving, text2image
 from zoo.images import grid, save_png
 
 
@@ -69,16 +69,30 @@ def adversarial_pictures(model, out, scale=3, steps=10):
     (generated along straight lines between latents); returns their paths."""
     out = pathlib.Path(out)
     classes = model.num_classes
-    label = [tf.range(80 if classes else 64, dtype=tf.int64) // 8 % classes] if classes else []
+    label = model.conditions(tf.range(80 if classes else 64, dtype=tf.int64) // 8 % max(classes, 1))
     drawn = tf.function(model.serve_sample)(_seeds(80 if classes else 64), *label)
     written = [save_png(grid(drawn["images"].numpy(), 8), out / "samples.png", scale)]
     ends = tf.random.stateless_normal([16, model.latent_dim], seed=[0, 7]).numpy()
     t = np.linspace(0.0, 1.0, steps)[None, :, None]
     line = (ends[0::2, None] * (1 - t) + ends[1::2, None] * t).reshape(-1, model.latent_dim)
-    line_label = [tf.repeat(tf.range(8, dtype=tf.int64) % classes, steps)] if classes else []
+    line_label = model.conditions(tf.repeat(tf.range(8, dtype=tf.int64) % max(classes, 1), steps))
     images = model.serve_generate(tf.constant(line, tf.float32), *line_label)["images"].numpy()
     written.append(save_png(grid(images, steps), out / "interpolation.png", scale))
     return written
+
+
+def caption_pictures(model, out, scale=3, seeds=3):
+    """captions.png of a text-to-image model: a row per digit; for each of ``seeds`` seeds,
+    the samples of "a thin <digit>", "a <digit>" and "a thick <digit>" side by side."""
+    texts, seed_rows = [], []
+    for digit in range(len(text2image.DIGITS)):
+        for s in range(seeds):
+            for style in (1, 0, 2):
+                texts.append(text2image.caption(digit, style))
+                seed_rows.append(s)
+    seed = tf.stack([tf.zeros(len(texts), tf.int64), tf.constant(seed_rows, tf.int64)], axis=1)
+    drawn = tf.function(model.serve_sample)(seed, tf.constant(texts))["images"].numpy()
+    return [save_png(grid(drawn, 3 * seeds), pathlib.Path(out) / "captions.png", scale)]
 
 
 def translation_pictures(model, preset, out, data_dir=None, scale=3, rows=16):
@@ -102,7 +116,10 @@ def make_pictures(model, preset, out, data_dir=None, scale=3):
     if model.family == "autoregressive":
         return autoregressive_pictures(model, preset, out, data_dir, scale)
     if model.family == "adversarial":
-        return adversarial_pictures(model, out, scale)
+        written = adversarial_pictures(model, out, scale)
+        if isinstance(model, text2image.TextGAN):
+            written += caption_pictures(model, out, scale)
+        return written
     if model.family != "latent":
         raise ValueError(f"{model.name} is a {model.family}: it has no pictures to draw")
 

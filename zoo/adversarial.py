@@ -339,9 +339,13 @@ class GAN(TwoPlayerModel):
     def _make_generator(self, name="generator"):
         if self.architecture == "mlp":
             return self._make_mlp(self.latent_dim + self.num_classes, self.image_shape[0], name)
+        z = keras.Input((self.latent_dim + self.num_classes,), name="z")
+        return keras.Model(z, self._upsample(z), name=name)
+
+    def _upsample(self, z):
+        """The DCGAN generator's layers on ``z`` (noise and any conditioning): images in [-1, 1]."""
         h, w, c = self.image_shape
         f = self.filters
-        z = keras.Input((self.latent_dim + self.num_classes,), name="z")
         x = keras.layers.Dense((h // 4) * (w // 4) * 4 * f, use_bias=False)(z)
         x = keras.layers.BatchNormalization(synchronized=True)(x)
         x = keras.layers.ReLU()(x)
@@ -351,18 +355,20 @@ class GAN(TwoPlayerModel):
             x = keras.layers.BatchNormalization(synchronized=True)(x)
             x = keras.layers.ReLU()(x)
         x = keras.layers.Conv2D(c, 3, padding="same")(x)
-        out = keras.layers.Activation("tanh", dtype="float32")(x)  # float32 under mixed precision
-        return keras.Model(z, out, name=name)
+        return keras.layers.Activation("tanh", dtype="float32")(x)  # float32 under mixed precision
 
     def _conv_stack(self, activation):
         """D's input (image and label maps) and two stride-2 4x4 convolutions (f, 2f)."""
         h, w, c = self.image_shape
         image = keras.Input((h, w, c + self.num_classes), name="image")
-        x = image
+        return image, self._downsample(image, activation)
+
+    def _downsample(self, x, activation):
+        """Two stride-2 4x4 convolutions (f, 2f) on ``x``, each followed by ``activation()``."""
         for width in (self.filters, 2 * self.filters):
             x = self._normalized(keras.layers.Conv2D(width, 4, strides=2, padding="same"))(x)
             x = activation()(x)
-        return image, x
+        return x
 
     def _normalized(self, layer):
         """``layer``, spectrally normalized when the model asks for it (D's kernels only).
@@ -483,17 +489,22 @@ class GAN(TwoPlayerModel):
         grad = tf.cast(tape.gradient(score, real), tf.float32)
         return tf.reduce_sum(tf.reshape(tf.square(grad), [tf.shape(grad)[0], -1]), 1)
 
+    def _penalties(self, real, fake, labels):
+        """D's per-example penalties: WGAN-GP's gradient penalty, the R1 penalty (0: none)."""
+        penalty = 0.0
+        if self.loss_kind == "wgan_gp":
+            penalty += self.gp_weight * self._gradient_penalty(real, fake, labels)
+        if self.r1_weight:
+            penalty += 0.5 * self.r1_weight * self.r1_penalty(real, labels)
+        return penalty
+
     def _d_step(self, real, labels):
         fake = self.generate(self._noise(real), labels, training=True)
         with tf.GradientTape() as tape:
             d_real = self.discriminate(real, labels, training=True)
             d_fake = self.discriminate(fake, labels, training=True)
             per_example = discriminator_loss(self.loss_kind, d_real, d_fake)
-            if self.loss_kind == "wgan_gp":
-                per_example += self.gp_weight * self._gradient_penalty(real, fake, labels)
-            if self.r1_weight:
-                per_example += 0.5 * self.r1_weight * self.r1_penalty(real, labels)
-            d_loss = tf.reduce_mean(per_example)
+            d_loss = tf.reduce_mean(per_example + self._penalties(real, fake, labels))
             scaled = steps.replica_loss(self.d_optimizer, d_loss)
         self.apply_gradients(self.d_optimizer, tape, scaled, self.discriminator_variables)
         return d_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake)

@@ -7,7 +7,8 @@ import dataclasses
 
 import tensorflow as tf
 
-from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, saving, translation
+from zoo import (adversarial, autoregressive, classifier, latent, pixelrnn, saving, text2image,
+                 translation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +117,13 @@ PRESETS = {
         adversarial.BEGAN, "mnist", "float11",
         dict(_MNIST, latent_dim=64, filters=32, gamma=0.5),
         description="BEGAN (autoencoder discriminator, gamma 0.5), MNIST",
+    ),
+    "text2image_mnist": Preset(
+        text2image.TextGAN, "mnist", "float11",
+        dict(_MNIST, latent_dim=64, filters=32, embed_dim=32, loss="non_saturating",
+             ema_momentum=0.999),
+        labels=True,
+        description="text-to-image GAN-CLS: draws the digit a caption asks for, thin or thick, MNIST",
     ),
     "pix2pix_superres_mnist": Preset(
         translation.Pix2Pix, "mnist", "float11",

@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 # The zoo's classes register themselves with Keras when imported; the loaders need them.
-from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, translation  # noqa: F401
+from zoo import adversarial, autoregressive, classifier, latent, pixelrnn, text2image, translation  # noqa: F401,E501
 
 GENZOO_DIR = "genzoo"
 KERAS_CONFIG = "keras_config.json"

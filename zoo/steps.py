@@ -70,6 +70,11 @@ class ZooModel(keras.Model):
         """(images as float32, labels or None) from a tensor, a dict or a Keras (x, y) tuple."""
         return unpack(data, self.num_classes, type(self).__name__)
 
+    def conditions(self, labels):
+        """The conditioning inputs of the serving signatures that ask for class ``labels`` (B,):
+        ``[labels]`` (int64) for class-conditional models, ``[]`` for the others."""
+        return [tf.cast(labels, tf.int64)] if self.num_classes else []
+
     def check_labels(self, label):
         """A served ``label`` after asserting 0 <= label < num_classes (None passes through)."""
         return contract.check_labels(label, self.num_classes)
@@ -81,6 +86,11 @@ class ZooModel(keras.Model):
     def serving_endpoints(self, **options):
         """{signature name: (function, input TensorSpecs)}; the first is also serving_default."""
         raise NotImplementedError
+
+    def serving_examples(self):
+        """{input name: a valid value per row} for inputs whose zeros are not valid (strings);
+        the export's warmup requests use them."""
+        return {}
 
 
 class OneOptimizerModel(ZooModel):
