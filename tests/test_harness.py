@@ -65,6 +65,7 @@ MODELS = {
               SIGNED, tf.constant(SIGNED[:4]), lambda m, x: m.discriminate(x)),
     "TextGAN": (lambda: text2image.TextGAN(image_shape=(8, 8, 1), latent_dim=4, filters=4, embed_dim=3,
                                            loss="lsgan", d_steps=2, seed=3, ema_momentum=0.9,
+                                           minibatch="stddev",
                                            spectral_norm=True, r1_weight=2.0, ink_medians=(5,) * 10),
                 _labelled(SIGNED), tf.random.stateless_normal([4, 4], seed=[1, 2]),
                 lambda m, z: m.generate(z, tf.constant([[1, 2], [0, 3], [2, 4], [0, 0]]))),

@@ -551,18 +551,22 @@ class GAN(TwoPlayerModel):
     def serve_discriminate(self, images, label=None):
         """Logits of D, each image scored alone (minibatch features see a batch of one),
         so a row's score does not depend on the rest of the request."""
-        x = from_uint8(images)
-        label = self.check_labels(label)
+        return {"logits": self.row_scores(from_uint8(images), self.check_labels(label))}
+
+    def row_scores(self, x, condition=None):
+        """D's logits (B,) for images in [-1, 1] (and their condition), each row scored as a
+        batch of one when D has minibatch features."""
         if self.minibatch == "none":
-            return {"logits": self.discriminate(x, label)}
+            return self.discriminate(x, condition)
         rows = tf.expand_dims(x, 1)  # (B, 1, H, W, C): a batch of one per row
-        if label is None:
+        if condition is None:
             logits = tf.map_fn(lambda r: self.discriminate(r), rows,
                                fn_output_signature=tf.TensorSpec([1], tf.float32))
         else:
-            logits = tf.map_fn(lambda a: self.discriminate(a[0], a[1]), (rows, label[:, None]),
+            logits = tf.map_fn(lambda a: self.discriminate(a[0], a[1]),
+                               (rows, tf.expand_dims(condition, 1)),
                                fn_output_signature=tf.TensorSpec([1], tf.float32))
-        return {"logits": tf.reshape(logits, [-1])}
+        return tf.reshape(logits, [-1])
 
     def serving_endpoints(self, **options):
         """{name: (function, input specs)}: sample (serving_default), generate, discriminate."""

@@ -121,7 +121,7 @@ PRESETS = {
     "text2image_mnist": Preset(
         text2image.TextGAN, "mnist", "float11",
         dict(_MNIST, latent_dim=64, filters=32, embed_dim=32, loss="non_saturating",
-             ema_momentum=0.999),
+             minibatch="discrimination", ema_momentum=0.999),
         labels=True,
         description="text-to-image GAN-CLS: draws the digit a caption asks for, thin or thick, MNIST",
     ),

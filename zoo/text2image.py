@@ -132,7 +132,8 @@ class TextGAN(adversarial.GAN):
     Args:
         embed_dim: width of each network's caption embedding.
         ink_medians: the median ink of the training images of each digit.
-        (and GAN's arguments; ``num_classes`` and ``minibatch`` are fixed.)
+        (and GAN's arguments but ``num_classes``, which is fixed: the ten digits; the
+        ``minibatch`` features come after D has joined the caption to the image.)
     """
 
     serving_note = ("`sample(seed, text)` draws z ~ N(0, I) per row and draws the caption in "
@@ -146,15 +147,15 @@ class TextGAN(adversarial.GAN):
         if len(self.ink_medians) != len(DIGITS):
             raise ValueError(f"ink_medians needs one median per digit ({len(DIGITS)}), "
                              f"got {len(self.ink_medians)}")
-        for fixed in ("num_classes", "minibatch"):
-            kwargs.pop(fixed, None)
-        super().__init__(num_classes=len(DIGITS), minibatch="none", **kwargs)
+        kwargs.pop("num_classes", None)
+        super().__init__(num_classes=len(DIGITS), **kwargs)
 
     def describe(self):
         return (f"GAN-CLS (Reed et al. 2016) with DCGAN networks ({self.filters} base channels, "
                 f"{self.latent_dim}-d z ~ N(0, I)); each network embeds the caption's words "
                 f"({len(VOCABULARY) - 1}-word vocabulary, {self.embed_dim}-d); the "
-                f"discriminator is matching-aware; loss {self.loss_kind}."
+                f"discriminator is matching-aware; loss {self.loss_kind}; minibatch features: "
+                f"{self.minibatch}."
                 + "".join(f" {part}" for part in self._techniques()))
 
     # --------------------------------------------------------------- networks
@@ -179,7 +180,12 @@ class TextGAN(adversarial.GAN):
         text = keras.layers.Reshape((h // 4, w // 4, self.embed_dim))(text)
         x = keras.layers.Concatenate()([x, text])
         x = self._normalized(keras.layers.Conv2D(2 * self.filters, 1))(x)
-        x = keras.layers.Flatten()(keras.layers.LeakyReLU(0.2)(x))
+        x = keras.layers.LeakyReLU(0.2)(x)
+        if self.minibatch == "stddev":
+            x = adversarial.MinibatchStddev()(x)
+        x = keras.layers.Flatten()(x)
+        if self.minibatch == "discrimination":
+            x = adversarial.MinibatchDiscrimination()(x)
         out = self._normalized(keras.layers.Dense(1, dtype="float32"))(x)
         return keras.Model([image, words], out, name="discriminator")
 
@@ -199,8 +205,7 @@ class TextGAN(adversarial.GAN):
 
     def get_config(self):
         config = super().get_config()
-        for fixed in ("num_classes", "minibatch"):
-            config.pop(fixed)
+        config.pop("num_classes")
         return {**config, "embed_dim": self.embed_dim, "ink_medians": list(self.ink_medians)}
 
     # -------------------------------------------------------------- training
@@ -270,7 +275,7 @@ class TextGAN(adversarial.GAN):
         return {"images": adversarial.to_uint8(self.generate(latents, parse_captions(text)))}
 
     def serve_discriminate(self, images, text):
-        return {"logits": self.discriminate(adversarial.from_uint8(images), parse_captions(text))}
+        return {"logits": self.row_scores(adversarial.from_uint8(images), parse_captions(text))}
 
     def serving_examples(self):
         return {"text": ["a seven", "A  thick TWO"]}
