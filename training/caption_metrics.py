@@ -20,18 +20,13 @@ from zoo import text2image
 STYLE_NAMES = ("a", "thin", "thick")  # how the tables name the styles 0, 1, 2
 
 
-def ink_medians(preset):
-    """The per-digit median ink behind the preset's "thin" and "thick"."""
-    return tuple(preset.kwargs.get("ink_medians", text2image.INK_MEDIANS_MNIST))
-
-
-def test_images(preset, data_dir=None, take=None):
+def test_images(model, preset, data_dir=None, take=None):
     """(uint8 test images, labels, styles) of the preset's data set, styles by the model's rule."""
     batches = list(data.load(preset.dataset, "test", "uint8", 1000, labels=True, shuffle=False,
                              data_dir=data_dir, take=take))
     images = np.concatenate([b["images"].numpy() for b in batches]).astype(np.uint8)
     labels = np.concatenate([b["labels"].numpy() for b in batches]).astype(np.int64)
-    medians = np.asarray(ink_medians(preset))[labels]
+    medians = np.asarray(model.ink_medians)[labels]
     ink = text2image.ink(images).numpy()
     styles = np.where(ink < medians, 1, np.where(ink > medians, 2, 0))
     return images, labels, styles
@@ -51,7 +46,7 @@ def draw(model, captions, seeds, batch_size=500):
 
 def caption_figures(model, preset, data_dir=None, seeds=1000, take=None):
     """{"captions": {caption: {accuracy, fid, real}}, "thicker": [share per digit], ...}."""
-    images, labels, styles = test_images(preset, data_dir, take)
+    images, labels, styles = test_images(model, preset, data_dir, take)
     classifier_name, classifier = quality.zoo_classifier(preset.dataset)
     real_features = quality.embed(classifier, images)[0]
     rows, thicker = {}, []
@@ -71,4 +66,4 @@ def caption_figures(model, preset, data_dir=None, seeds=1000, take=None):
     return {"classifier": classifier_name, "seeds": seeds, "captions": rows, "thicker": thicker,
             "accuracy_min": float(min(accuracy)), "accuracy_mean": float(np.mean(accuracy)),
             "thicker_min": float(min(thicker)), "thicker_mean": float(np.mean(thicker)),
-            "grammar": text2image.GRAMMAR, "ink_medians": list(ink_medians(preset))}
+            "grammar": text2image.GRAMMAR, "ink_medians": list(model.ink_medians)}
