@@ -8,6 +8,9 @@ non-default arguments, that
 - it saves and reloads (a ``.keras`` file for models; Keras serialization
   plus the weights for layers) with the same outputs;
 - one ``fit`` step (a gradient step for layers) moves its trainable weights;
+- its ``test_step`` takes an empty batch, which MultiWorkerMirroredStrategy
+  hands a worker whose share of the validation data has run out, without
+  failing or changing the validation metrics;
 - it runs under the ``mixed_bfloat16`` policy: bfloat16 compute, float32
   weights, finite outputs close to the float32 ones (and one finite fit step).
 
@@ -115,6 +118,20 @@ def _fit_once(model, data, batch_size):
     return before, logs
 
 
+def check_empty_batch(model, data, batch_size=4):
+    """An empty batch in ``test_step`` (traced with an unknown batch size, as under a
+    strategy) runs and leaves the validation metrics as the full batch left them."""
+    batch = tf.nest.map_structure(lambda a: tf.convert_to_tensor(a[:batch_size]), data)
+    spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), batch)
+    step = tf.function(model.test_step, input_signature=[spec])
+    model.reset_metrics()
+    full = {k: float(v) for k, v in step(batch).items()}
+    after = {k: float(v) for k, v in step(tf.nest.map_structure(lambda t: t[:0], batch)).items()}
+    assert all(np.isfinite(v) for v in full.values()), full
+    np.testing.assert_allclose([after[k] for k in full], list(full.values()), rtol=1e-6,
+                               err_msg=f"{type(model).__name__}: an empty batch changed {full} to {after}")
+
+
 def run_model_test(make, data, inputs, tmp_path, output=None, batch_size=4):
     """The harness's checks for a model class.
 
@@ -130,6 +147,7 @@ def run_model_test(make, data, inputs, tmp_path, output=None, batch_size=4):
     _compile(model)
     before, _ = _fit_once(model, data, batch_size)
     assert _moved(before, model.trainable_weights), f"{type(model).__name__}: fit moved nothing"
+    check_empty_batch(model, data, batch_size)
     check_saving(model, inputs, tmp_path / "model.keras", output)
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")

@@ -186,12 +186,10 @@ class TwoPlayerModel(steps.ZooModel):
         """One player's update from ``scaled``, its loss through ``steps.replica_loss`` (on the tape)."""
         optimizer.apply(tape.gradient(scaled, variables), variables)
 
-    def update_trackers(self, values):
-        """Updates the trackers named in ``values`` {name: value}; returns the logs of all."""
-        for tracker in self.metrics:
-            if tracker.name in values:
-                tracker.update_state(values[tracker.name])
-        return steps.strategy_logs({t.name: t.result() for t in self.metrics})
+    def update_trackers(self, values, weight=None):
+        """Updates the trackers named in ``values`` {name: value} (``steps.update_trackers``);
+        returns the logs of all."""
+        return steps.update_trackers(self.metrics, values, weight)
 
 
 @keras.saving.register_keras_serializable(package="genzoo")
@@ -528,17 +526,19 @@ class GAN(TwoPlayerModel):
         return self._update(d_loss, g_loss, d_real, d_fake)
 
     def test_step(self, data):
+        data, weight = steps.validation_batch(data)
         real, labels = self.unpack(data)
         fake = self.generate(self._noise(real), labels)
         d_real = self.discriminate(real, labels)
         d_fake = self.discriminate(fake, labels)
         d_loss = tf.reduce_mean(discriminator_loss(self.loss_kind, d_real, d_fake))
         g_loss = tf.reduce_mean(generator_loss(self.loss_kind, d_fake))
-        return self._update(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake))
+        return self._update(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake),
+                            weight=weight)
 
-    def _update(self, d_loss, g_loss, d_real, d_fake):
-        values = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
-        return self.update_trackers(values)
+    def _update(self, d_loss, g_loss, d_real, d_fake, weight=None, **more):
+        values = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake, **more}
+        return self.update_trackers(values, weight)
 
     # --------------------------------------------------------------- serving
     def serve_generate(self, latents, label=None):
@@ -677,10 +677,11 @@ class BEGAN(GAN):
         return self._update(d_loss, g_loss, -loss_real, -loss_fake_g)
 
     def test_step(self, data):
+        data, weight = steps.validation_batch(data)
         real, labels = self.unpack(data)
         fake = self.generate(self._noise(real), labels)
         loss_real = tf.reduce_mean(self.reconstruction_error(real, labels))
         loss_fake = tf.reduce_mean(self.reconstruction_error(fake, labels))
-        self.convergence_tracker.update_state(loss_real + tf.abs(self.gamma * loss_real - loss_fake))
-        self.k_tracker.update_state(self.k)
-        return self._update(loss_real - self.k * loss_fake, loss_fake, -loss_real, -loss_fake)
+        convergence = loss_real + tf.abs(self.gamma * loss_real - loss_fake)
+        return self._update(loss_real - self.k * loss_fake, loss_fake, -loss_real, -loss_fake,
+                            weight=weight, convergence=convergence, k=self.k)

@@ -84,10 +84,11 @@ class Classifier(steps.OneOptimizerModel):
                                                                            from_logits=True))
         return {"loss": loss, "labels": labels, "logits": logits}
 
-    def update_metrics(self, terms):
-        self.loss_tracker.update_state(terms["loss"])
-        self.accuracy.update_state(terms["labels"], terms["logits"])
-        return steps.strategy_logs({m.name: m.result() for m in self.metrics})
+    def update_metrics(self, terms, weight=None):
+        # Each example counts once; validation's padding example of an empty batch, none.
+        rows = None if weight is None else tf.fill(tf.shape(terms["labels"])[:1], tf.minimum(weight, 1.0))
+        self.accuracy.update_state(terms["labels"], terms["logits"], sample_weight=rows)
+        return steps.update_trackers(self.metrics, {"loss": terms["loss"]}, weight)
 
     # --------------------------------------------------------------- serving
     def serve_classify(self, images):

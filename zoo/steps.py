@@ -25,6 +25,39 @@ def replica_loss(optimizer, loss):
     return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
 
 
+def validation_batch(data):
+    """(``data`` with at least one example, its number of examples as float32).
+
+    MultiWorkerMirroredStrategy hands a worker whose share of the validation data
+    has run out an empty batch while another worker finishes its own. TF's fused
+    convolutions and TFP's broadcast samplers fail on an empty batch of unknown
+    size, so it becomes one example of zeros, of weight 0 in ``update_trackers``.
+    ``data``: a tensor, a dict of them or a Keras (x, y) tuple, examples on axis 0.
+    """
+    count = tf.shape(tf.nest.flatten(data)[0])[0]
+    missing = tf.cast(tf.equal(count, 0), tf.int32)
+
+    def pad(t):
+        t = tf.convert_to_tensor(t)
+        return tf.pad(t, tf.concat([[[0, missing]], tf.zeros([tf.rank(t) - 1, 2], tf.int32)], 0))
+
+    return tf.nest.map_structure(pad, data), tf.cast(count, tf.float32)
+
+
+def update_trackers(trackers, values, weight=None):
+    """Updates each tracker named in ``values`` {name: value}; returns the logs of all.
+
+    Validation passes ``weight``, the batch's number of examples (``validation_batch``):
+    a batch's means then count once per example, however the last partial batch
+    falls, and a batch that was empty counts for nothing.
+    """
+    for tracker in trackers:
+        if tracker.name in values:
+            value = values[tracker.name]
+            tracker.update_state(value, sample_weight=weight)
+    return strategy_logs({tracker.name: tracker.result() for tracker in trackers})
+
+
 def strategy_logs(logs):
     """Logs a train/test step returns, shaped for the current strategy.
 
@@ -114,10 +147,9 @@ class OneOptimizerModel(ZooModel):
         return self.update_metrics(terms)
 
     def test_step(self, data):
-        return self.update_metrics(self.step_terms(data, training=False))
+        data, weight = validation_batch(data)
+        return self.update_metrics(self.step_terms(data, training=False), weight)
 
-    def update_metrics(self, terms):
-        """Updates every tracker with its term; returns the logs."""
-        for tracker in self.metrics:
-            tracker.update_state(terms[tracker.name])
-        return strategy_logs({tracker.name: tracker.result() for tracker in self.metrics})
+    def update_metrics(self, terms, weight=None):
+        """Updates every tracker with its term (weighted as ``update_trackers`` says); returns the logs."""
+        return update_trackers(self.metrics, terms, weight)

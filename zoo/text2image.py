@@ -258,13 +258,15 @@ class TextGAN(adversarial.GAN):
         return self._update(d_loss, g_loss, d_real, d_fake)
 
     def test_step(self, data):
+        data, weight = steps.validation_batch(data)
         real, labels = self.unpack(data)
         right, wrong = self.training_captions(real, labels)
         fake = self.generate(self._noise(real), right)
         d_real, d_fake = self.discriminate(real, right), self.discriminate(fake, right)
         d_loss = tf.reduce_mean(self.matching_loss(d_real, self.discriminate(real, wrong), d_fake))
         g_loss = tf.reduce_mean(adversarial.generator_loss(self.loss_kind, d_fake))
-        return self._update(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake))
+        return self._update(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake),
+                            weight=weight)
 
     # --------------------------------------------------------------- serving
     def serve_sample(self, seed, text):

@@ -261,13 +261,14 @@ class Pix2Pix(adversarial.TwoPlayerModel):
         return self.update_trackers(values)
 
     def test_step(self, data):
+        data, weight = steps.validation_batch(data)
         source, target = _pair(data)
         fake = self.translate(source)
         _, adv, l1 = self.generator_objective(source, target, fake, training=False)
         values = {"l1": l1, "g_gan": adv}
         if self.gan_weight:
             values["d_loss"] = self.discriminator_objective(source, target, fake, training=False)
-        return self.update_trackers(values)
+        return self.update_trackers(values, weight)
 
     # --------------------------------------------------------------- serving
     def serve_translate(self, images):
@@ -512,11 +513,12 @@ class CycleGAN(adversarial.TwoPlayerModel):
                                      "identity": identity})
 
     def test_step(self, data):
+        data, weight = steps.validation_batch(data)
         a, b = _pair(data)
         _, adv, cycle, identity, fake_a, fake_b = self.generator_objective(a, b, training=False)
         d_loss = self.discriminator_objective(a, b, fake_a, fake_b, training=False)
         return self.update_trackers({"d_loss": d_loss, "g_gan": adv, "cycle": cycle,
-                                     "identity": identity})
+                                     "identity": identity}, weight)
 
     # --------------------------------------------------------------- serving
     def serve_translate(self, images):
