@@ -186,11 +186,6 @@ class TwoPlayerModel(steps.ZooModel):
         """One player's update from ``scaled``, its loss through ``steps.replica_loss`` (on the tape)."""
         optimizer.apply(tape.gradient(scaled, variables), variables)
 
-    def update_trackers(self, values, weight=None):
-        """Updates the trackers named in ``values`` {name: value} (``steps.update_trackers``);
-        returns the logs of all."""
-        return steps.update_trackers(self.metrics, values, weight)
-
 
 @keras.saving.register_keras_serializable(package="genzoo")
 class GAN(TwoPlayerModel):
@@ -523,22 +518,21 @@ class GAN(TwoPlayerModel):
         for _ in range(self.d_steps):
             d_loss, d_real, d_fake = self._d_step(real, labels)
         g_loss = self._g_step(real, labels)
-        return self._update(d_loss, g_loss, d_real, d_fake)
+        return self.update_metrics(self._terms(d_loss, g_loss, d_real, d_fake))
 
-    def test_step(self, data):
-        data, weight = steps.validation_batch(data)
+    def validation_terms(self, data):
         real, labels = self.unpack(data)
         fake = self.generate(self._noise(real), labels)
         d_real = self.discriminate(real, labels)
         d_fake = self.discriminate(fake, labels)
         d_loss = tf.reduce_mean(discriminator_loss(self.loss_kind, d_real, d_fake))
         g_loss = tf.reduce_mean(generator_loss(self.loss_kind, d_fake))
-        return self._update(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake),
-                            weight=weight)
+        return self._terms(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake))
 
-    def _update(self, d_loss, g_loss, d_real, d_fake, weight=None, **more):
-        values = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake, **more}
-        return self.update_trackers(values, weight)
+    @staticmethod
+    def _terms(d_loss, g_loss, d_real, d_fake, **more):
+        """The values of the GAN's trackers, by name."""
+        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake, **more}
 
     # --------------------------------------------------------------- serving
     def serve_generate(self, latents, label=None):
@@ -674,14 +668,13 @@ class BEGAN(GAN):
         self.k.assign(tf.clip_by_value(self.k + self.lambda_k * balance, 0.0, 1.0))
         self.convergence_tracker.update_state(loss_real + tf.abs(balance))
         self.k_tracker.update_state(self.k)
-        return self._update(d_loss, g_loss, -loss_real, -loss_fake_g)
+        return self.update_metrics(self._terms(d_loss, g_loss, -loss_real, -loss_fake_g))
 
-    def test_step(self, data):
-        data, weight = steps.validation_batch(data)
+    def validation_terms(self, data):
         real, labels = self.unpack(data)
         fake = self.generate(self._noise(real), labels)
         loss_real = tf.reduce_mean(self.reconstruction_error(real, labels))
         loss_fake = tf.reduce_mean(self.reconstruction_error(fake, labels))
         convergence = loss_real + tf.abs(self.gamma * loss_real - loss_fake)
-        return self._update(loss_real - self.k * loss_fake, loss_fake, -loss_real, -loss_fake,
-                            weight=weight, convergence=convergence, k=self.k)
+        return self._terms(loss_real - self.k * loss_fake, loss_fake, -loss_real, -loss_fake,
+                           convergence=convergence, k=self.k)

@@ -125,6 +125,21 @@ class ZooModel(keras.Model):
         the export's warmup requests use them."""
         return {}
 
+    def test_step(self, data):
+        """Validation of every zoo model: an empty batch is padded (``validation_batch``),
+        then each tracker takes its ``validation_terms`` value, weighted by the batch's size."""
+        data, weight = validation_batch(data)
+        return self.update_metrics(self.validation_terms(data), weight)
+
+    def validation_terms(self, data):
+        """{tracker name: value} for one validation batch of at least one example."""
+        raise NotImplementedError
+
+    def update_metrics(self, terms, weight=None):
+        """Updates every tracker named in ``terms`` (weighted as ``update_trackers`` says);
+        returns the logs of all."""
+        return update_trackers(self.metrics, terms, weight)
+
 
 class OneOptimizerModel(ZooModel):
     """A zoo model that minimises one loss with one optimizer.
@@ -146,10 +161,5 @@ class OneOptimizerModel(ZooModel):
         self.optimizer.apply(grads, self.trainable_variables)
         return self.update_metrics(terms)
 
-    def test_step(self, data):
-        data, weight = validation_batch(data)
-        return self.update_metrics(self.step_terms(data, training=False), weight)
-
-    def update_metrics(self, terms, weight=None):
-        """Updates every tracker with its term (weighted as ``update_trackers`` says); returns the logs."""
-        return update_trackers(self.metrics, terms, weight)
+    def validation_terms(self, data):
+        return self.step_terms(data, training=False)

@@ -255,18 +255,16 @@ class TextGAN(adversarial.GAN):
         for _ in range(self.d_steps):
             d_loss, d_real, d_fake = self._d_step(real, captions)
         g_loss = self._g_step(real, captions[0])
-        return self._update(d_loss, g_loss, d_real, d_fake)
+        return self.update_metrics(self._terms(d_loss, g_loss, d_real, d_fake))
 
-    def test_step(self, data):
-        data, weight = steps.validation_batch(data)
+    def validation_terms(self, data):
         real, labels = self.unpack(data)
         right, wrong = self.training_captions(real, labels)
         fake = self.generate(self._noise(real), right)
         d_real, d_fake = self.discriminate(real, right), self.discriminate(fake, right)
         d_loss = tf.reduce_mean(self.matching_loss(d_real, self.discriminate(real, wrong), d_fake))
         g_loss = tf.reduce_mean(adversarial.generator_loss(self.loss_kind, d_fake))
-        return self._update(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake),
-                            weight=weight)
+        return self._terms(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake))
 
     # --------------------------------------------------------------- serving
     def serve_sample(self, seed, text):

@@ -258,17 +258,16 @@ class Pix2Pix(adversarial.TwoPlayerModel):
             g_loss, values["g_gan"], values["l1"] = self.generator_objective(source, target, fake)
             g_scaled = steps.replica_loss(self.g_optimizer, g_loss)
         self.apply_gradients(self.g_optimizer, g_tape, g_scaled, self.generator_variables)
-        return self.update_trackers(values)
+        return self.update_metrics(values)
 
-    def test_step(self, data):
-        data, weight = steps.validation_batch(data)
+    def validation_terms(self, data):
         source, target = _pair(data)
         fake = self.translate(source)
         _, adv, l1 = self.generator_objective(source, target, fake, training=False)
         values = {"l1": l1, "g_gan": adv}
         if self.gan_weight:
             values["d_loss"] = self.discriminator_objective(source, target, fake, training=False)
-        return self.update_trackers(values, weight)
+        return values
 
     # --------------------------------------------------------------- serving
     def serve_translate(self, images):
@@ -509,16 +508,14 @@ class CycleGAN(adversarial.TwoPlayerModel):
             d_loss = self.discriminator_objective(a, b, pooled_a, pooled_b)
             d_scaled = steps.replica_loss(self.d_optimizer, d_loss)
         self.apply_gradients(self.d_optimizer, d_tape, d_scaled, self.discriminator_variables)
-        return self.update_trackers({"d_loss": d_loss, "g_gan": adv, "cycle": cycle,
-                                     "identity": identity})
+        return self.update_metrics({"d_loss": d_loss, "g_gan": adv, "cycle": cycle,
+                                    "identity": identity})
 
-    def test_step(self, data):
-        data, weight = steps.validation_batch(data)
+    def validation_terms(self, data):
         a, b = _pair(data)
         _, adv, cycle, identity, fake_a, fake_b = self.generator_objective(a, b, training=False)
         d_loss = self.discriminator_objective(a, b, fake_a, fake_b, training=False)
-        return self.update_trackers({"d_loss": d_loss, "g_gan": adv, "cycle": cycle,
-                                     "identity": identity}, weight)
+        return {"d_loss": d_loss, "g_gan": adv, "cycle": cycle, "identity": identity}
 
     # --------------------------------------------------------------- serving
     def serve_translate(self, images):
