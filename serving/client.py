@@ -10,6 +10,7 @@
 import argparse
 import base64
 import sys
+import urllib.parse
 
 import grpc
 import numpy as np
@@ -17,7 +18,14 @@ import requests
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from PIL import Image
-from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from zoo.images import grid, save_png
 
@@ -61,15 +69,26 @@ class Client:
         grpc_port: use gRPC on this port (preferred when both are given).
         rest_port: use REST on this port.
         timeout: seconds per call.
+        rest_url: use REST at this address instead of host and port ("http://host:8501",
+            "https://...", a path prefix included).
     """
 
-    def __init__(self, host="localhost", grpc_port=None, rest_port=None, timeout=30.0):
-        if not grpc_port and not rest_port:
-            raise ValueError("give grpc_port or rest_port")
+    def __init__(self, host="localhost", grpc_port=None, rest_port=None, timeout=30.0,
+                 rest_url=None):
+        if not grpc_port and not rest_port and not rest_url:
+            raise ValueError("give grpc_port, rest_port or rest_url")
         self.host = host
         self.timeout = timeout
         self.protocol = "grpc" if grpc_port else "rest"
-        if grpc_port:
+        if rest_url and not grpc_port:
+            parts = urllib.parse.urlsplit(rest_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"rest_url must be http://HOST:PORT or https://..., not {rest_url!r}")
+            self.host = parts.hostname
+            self.session = requests.Session()
+            self.base = rest_url.rstrip("/") + "/v1/models"
+            self._output_dtypes = {}
+        elif grpc_port:
             self.channel = grpc.insecure_channel(
                 f"{host}:{grpc_port}", options=[("grpc.max_receive_message_length", 1 << 30)])
             self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
@@ -161,6 +180,31 @@ class Client:
             return self.stub.GetModelMetadata(request, timeout=self.timeout)
         except grpc.RpcError as err:
             raise ServerError(err.code().name, err.details()) from None
+
+    def status(self, model, version=None, version_label=None):
+        """The model's version states as TF Serving's REST API writes them:
+        {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {...}}]}."""
+        if self.protocol == "rest":
+            reply = self.session.get(self._path(model, version, version_label), timeout=self.timeout)
+            try:
+                doc = reply.json()
+            except ValueError:
+                raise ServerError(reply.status_code, reply.text) from None
+            if reply.status_code != 200:
+                raise ServerError(reply.status_code, doc.get("error", reply.text))
+            return doc
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        if version is not None:
+            request.model_spec.version.value = int(version)
+        if version_label is not None:
+            request.model_spec.version_label = version_label
+        try:
+            answer = model_service_pb2_grpc.ModelServiceStub(self.channel).GetModelStatus(
+                request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise ServerError(err.code().name, err.details()) from None
+        return json_format.MessageToDict(answer, preserving_proto_field_name=True)
 
     def input_shape(self, model, signature, name="images", version=None, version_label=None):
         """The shape of a signature's input, from the model's metadata (-1: any size)."""
