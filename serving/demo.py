@@ -413,7 +413,7 @@ class Demo:
         average = info.card_average()
         if average:
             value, card_bits, what = average
-            lines.append(f"Model card, {what} over the test set: {value:.2f} nats"
+            lines.append(f"The model card's {what}, the test set's average: {value:.2f} nats"
                          + (f", {card_bits:.4f} bits per dimension" if card_bits else ""))
         return "\n\n".join(lines)
 
@@ -536,6 +536,12 @@ def build_app(demo):
                     gallery.select(pick, None, box)
                 return box
 
+            if not info.panels:
+                gr.Markdown(f"None of {name}'s signatures has a panel here (the demo draws, "
+                            "completes, scores, interpolates and translates images); "
+                            "`python -m serving.client` or any TF Serving client can call them.",
+                            elem_id="no-panels")
+                return
             with gr.Tabs():
                 if "sample" in info.panels:
                     with gr.Tab("Sample", elem_id="tab-sample"):

@@ -289,6 +289,8 @@ def test_the_page_in_a_real_browser(browser, page, tmp_path):
         src = _image_in(browser, "sample-output")
         assert src.startswith(("http", "data:image")), src
         if model == "vae_mnist":
+            card = browser.find_element(By.LINK_TEXT, "model card").get_attribute("href")
+            assert requests.get(card, timeout=30).text.startswith("# vae_mnist")  # the page serves it
             shot = pathlib.Path(SCREENSHOT or tmp_path / "demo.png")
             shot.parent.mkdir(parents=True, exist_ok=True)
             assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
