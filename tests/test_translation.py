@@ -63,6 +63,9 @@ def test_unpaired_training_splits_the_images_and_evaluation_pairs_them():
     got = next(iter(data.load("mnist", "train[:40]", "uint8", 20, shuffle=False, task="thicken")))
     np.testing.assert_array_equal(got["a"], raw[0::2])  # A: the even-indexed images
     np.testing.assert_array_equal(got["b"], data.dilate3(raw[1::2]))  # B: the odd ones, dilated
+    for take, batch, remainder in ((None, 64, True), (999, 64, False), (999, 64, True), (40, 20, True)):
+        ds = data.load("mnist", "train", "uint8", batch, task="thicken", take=take, drop_remainder=remainder)
+        assert ds.cardinality().numpy() == sum(1 for _ in ds)  # known before the first pass: Keras sizes epoch 1
     test = next(iter(data.load("mnist", "test", "float11", 8, labels=True, take=8, task="thicken")))
     raw = next(iter(data.load("mnist", "test", "uint8", 8, take=8)))
     np.testing.assert_allclose(test["a"], raw.numpy() / 127.5 - 1, atol=1e-6)

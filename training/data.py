@@ -227,6 +227,13 @@ def _load_translation(b, split, task, form, batch_size, labels, shuffle, seed, t
         odds = indexed.filter(parity(1)).map(image)
         ds = tf.data.Dataset.zip(batched(evens, seed), batched(odds, seed + 1)).map(
             domains, num_parallel_calls=tf.data.AUTOTUNE)
+        # The filters hide the length; saying it lets Keras size the first epoch (no
+        # "ran out of data" warning) and fails loudly if it were ever wrong.
+        count = b.info.splits[split].num_examples
+        count = count if take is None else min(count, take)
+        odd_count = count // 2  # the smaller domain
+        batches = odd_count // batch_size if drop_remainder else -(-odd_count // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     else:
         def pair(x, y):
             found = {"a": _convert(task.a(x), form), "b": _convert(task.b(x), form)}
