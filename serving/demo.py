@@ -40,6 +40,7 @@ from zoo.images import grid
 PANELS = ("sample", "complete", "log_prob", "interpolate", "translate")
 CONDITIONS = ("label", "text")  # inputs a signature may take beside its main ones
 TEST_IMAGES = 100  # test images offered per model
+MAX_SAMPLES, MAX_COMPLETIONS, MAX_STEPS = 64, 16, 16  # the most images a panel draws at once
 HIDDEN_GREY = 128  # how a hidden pixel is drawn in the masked view
 # A Markdown link or picture: its text (one level of brackets inside, as in "E[x|z]"), its target.
 _LINK = r"(!?\[(?:[^\[\]]|\[[^\]]*\])*\])\(([^)\s]+)\)"
@@ -126,6 +127,18 @@ def _parse_signatures(metadata):
 
     return {name: Signature(tensors(d.get("inputs", {})), tensors(d.get("outputs", {})))
             for name, d in defs.items() if name != "__saved_model_init_op"}
+
+
+def _whole(value, what, low=-(2 ** 63), high=2 ** 63 - 1):
+    """``value`` as an int in [low, high]; a DemoError names ``what`` otherwise."""
+    try:
+        number = int(value)
+        exact = number == float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise DemoError(f"{what} must be a whole number, not {value!r}") from None
+    if not exact or not low <= number <= high:
+        raise DemoError(f"{what} must be a whole number from {low} to {high}, not {value!r}")
+    return number
 
 
 def _message(err):
@@ -361,13 +374,7 @@ class Demo:
         if "label" in takes:
             if label is None or label == "":
                 raise DemoError(f"{info.name} is class-conditional: choose a label")
-            try:
-                value = int(label)
-            except (TypeError, ValueError):
-                raise DemoError(f"the label must be a whole number, not {label!r}") from None
-            if value != float(label):
-                raise DemoError(f"the label must be a whole number, not {label!r}")
-            found["label"] = np.full(rows, value, np.int64)
+            found["label"] = np.full(rows, _whole(label, "the label"), np.int64)  # its range: the server's
         if "text" in takes:
             if not text or not str(text).strip():
                 raise DemoError(f"{info.name} draws from a caption: write one")
@@ -377,10 +384,8 @@ class Demo:
     # ------------------------------------------------------------------ panels
     def sample(self, info, seed, count, label=None, text=None, progress=None):
         """A grid of ``count`` samples; row i's seed is (seed, i), as the command-line client's."""
-        count = int(count)
-        if count < 1:
-            raise DemoError("draw at least one image")
-        seeds = np.stack([np.full(count, int(seed)), np.arange(count)], 1).astype(np.int64)
+        count = _whole(count, "count", 1, MAX_SAMPLES)
+        seeds = np.stack([np.full(count, _whole(seed, "seed")), np.arange(count)], 1).astype(np.int64)
         inputs = dict(seed=seeds, **self._conditions(info, "sample", count, label, text))
         images = self._predict_rows(info, "sample", count, inputs, progress)["images"]
         return grid(images)
@@ -390,10 +395,8 @@ class Demo:
         shape = info.signatures["complete"].input_shape()
         image = to_model_image(image, shape)
         mask = np.asarray(mask, np.uint8).reshape(shape)
-        count = int(count)
-        if count < 1:
-            raise DemoError("ask for at least one completion")
-        seeds = np.stack([np.full(count, int(seed)), np.arange(count)], 1).astype(np.int64)
+        count = _whole(count, "completions", 1, MAX_COMPLETIONS)
+        seeds = np.stack([np.full(count, _whole(seed, "seed")), np.arange(count)], 1).astype(np.int64)
         inputs = dict(images=np.repeat(image[None], count, 0), mask=np.repeat(mask[None], count, 0),
                       seed=seeds, **self._conditions(info, "complete", count, label))
         done = self._predict_rows(info, "complete", count, inputs, progress)["images"]
@@ -421,13 +424,11 @@ class Demo:
                     progress=None):
         """A strip from one end to the other in ``steps`` images, by spherical interpolation
         of the latents of two seeds (mode "seeds") or two images' codes (mode "images")."""
-        steps = int(steps)
-        if steps < 2:
-            raise DemoError("interpolate over at least 2 steps")
+        steps = _whole(steps, "steps", 2, MAX_STEPS)
         if mode not in info.interpolation_modes():
             raise DemoError(f"{info.name} cannot interpolate between {mode}")
         if mode == "seeds":
-            ends = np.array([[int(seeds[0]), 0], [int(seeds[1]), 0]], np.int64)
+            ends = np.array([[_whole(seeds[0], "seed A"), 0], [_whole(seeds[1], "seed B"), 0]], np.int64)
             inputs = dict(seed=ends, **self._conditions(info, "sample", 2, label, text))
             latents = self._predict_rows(info, "sample", 2, inputs)["latents"]
             decoder = info.decoder()
@@ -548,7 +549,7 @@ def build_app(demo):
                         with gr.Row():
                             seed = gr.Number(0, label="seed", precision=0, elem_id="sample-seed",
                                              interactive=True)
-                            count = gr.Slider(1, 64, 16, step=1, label="count", elem_id="sample-count",
+                            count = gr.Slider(1, MAX_SAMPLES, 16, step=1, label="count", elem_id="sample-count",
                                               interactive=True)
                             extra = condition_inputs()
                         go = gr.Button("Draw samples", variant="primary", elem_id="sample-go")
@@ -569,7 +570,7 @@ def build_app(demo):
                         with gr.Row():
                             hide = gr.Radio(["bottom half", "right half", "drawn mask"],
                                             value="bottom half", label="hide", interactive=True)
-                            count = gr.Slider(1, 16, 6, step=1, label="completions", interactive=True)
+                            count = gr.Slider(1, MAX_COMPLETIONS, 6, step=1, label="completions", interactive=True)
                             seed = gr.Number(0, label="seed", precision=0, interactive=True)
                             extra = [e for e in condition_inputs() if e.elem_id == "label"]
                         sketch = gr.ImageEditor(label="drawn mask: paint over the pixels to hide "
@@ -613,7 +614,7 @@ def build_app(demo):
                         with gr.Row():
                             seed_a = gr.Number(0, label="seed A", precision=0, interactive=True)
                             seed_b = gr.Number(1, label="seed B", precision=0, interactive=True)
-                            steps = gr.Slider(2, 16, 9, step=1, label="steps", interactive=True)
+                            steps = gr.Slider(2, MAX_STEPS, 9, step=1, label="steps", interactive=True)
                             extra = condition_inputs()
                         with gr.Row():
                             image_a = picker("images", "image A") if "images" in modes else gr.State()

@@ -95,6 +95,12 @@ def test_server_errors_reach_the_page_as_the_servers_message(demo, server):
         demo.sample(demo.info("text2image_mnist"), seed=0, count=2, text="a banana")
     with pytest.raises(demo_lib.DemoError, match="class-conditional"):
         demo.sample(demo.info("cgan_mnist"), seed=0, count=2)
+    info = demo.info("pixelcnn_mnist")
+    for bad, match in ((dict(seed=None, count=2), "seed must be a whole number"),
+                       (dict(seed=0, count=65), "count must be a whole number from 1 to 64"),
+                       (dict(seed=0.5, count=2), "seed must be")):
+        with pytest.raises(demo_lib.DemoError, match=match):  # checked before anything is sent
+            demo.sample(info, **bad)
     with pytest.raises(demo_lib.DemoError, match="unknown model"):
         demo.info("nope")
     gone = demo_lib.Demo(f"http://127.0.0.1:{free_port()}", models=["vae_mnist"])
