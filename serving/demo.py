@@ -21,6 +21,10 @@ that lists models) or of ``--models``. An error answer of the server (a bad shap
 unknown word, a model that is still loading) appears in the page as the server's message.
 No request carries more than ``--max_rows`` rows: larger draws are split, with progress.
 ``?model=NAME`` in the page's address selects a model.
+
+The demo is the one module of ``serving/`` that imports ``training/``: it is a client
+(it loads no model) and offers the data sets' test images as a model's inputs, built by
+``training.data`` (a binarized model's fixed test binarization, a translation task's domains).
 """
 import argparse
 import dataclasses
@@ -29,12 +33,16 @@ import pathlib
 import re
 import urllib.parse
 
+import gradio as gr
 import numpy as np
 import requests
+from PIL import Image
 from tensorflow.core.framework import types_pb2
 
 from serving import protos
 from serving.client import Client, ServerError, read_image
+from training import data  # the test images and the translation tasks' exact inputs (see below)
+from zoo import registry
 from zoo.images import grid
 
 PANELS = ("sample", "complete", "log_prob", "interpolate", "translate")
@@ -178,8 +186,6 @@ def half_mask(shape, which):
 
 def drawn_mask(painted, shape):
     """A uint8 mask of ``shape`` from a drawing: pixels painted over (alpha > 0) are hidden."""
-    from PIL import Image
-
     if painted is None:
         raise DemoError("draw over the pixels to hide first")
     layer = np.asarray(painted)
@@ -195,8 +201,6 @@ def drawn_mask(painted, shape):
 
 def to_model_image(picture, shape):
     """Any picture (a path or an array) as the uint8 (H, W, C) array a signature takes."""
-    from PIL import Image
-
     if picture is None:
         raise DemoError("choose or upload an image first")
     if isinstance(picture, (str, pathlib.Path)):
@@ -239,8 +243,6 @@ class TestImages:
     def get(self, model, role="images"):
         """uint8 (N, H, W, C) test images of ``model`` for ``role`` ("images", or "a"/"b" of a
         translation task), or None when the model or the data is unknown."""
-        from zoo import registry
-
         try:
             preset = registry.get_preset(model)
         except (KeyError, ValueError):
@@ -251,8 +253,6 @@ class TestImages:
         return self._cache[key]
 
     def _load(self, preset, role):
-        from training import data
-
         form = "uint8" if preset.task or preset.form != "binary" else "binary"
         try:
             ds = data.load(preset.dataset, "test", form, self.count, data_dir=self.data_dir,
@@ -471,8 +471,6 @@ def _file_url(path):
 
 def build_app(demo):
     """The Gradio page over ``demo`` (a ``Demo``)."""
-    import gradio as gr
-
     def shown(image):
         return None if image is None else enlarge(image)
 

@@ -12,6 +12,11 @@ import time
 import numpy as np
 import pytest
 import requests
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import ROOT
 from serving import demo as demo_lib
@@ -188,8 +193,6 @@ def test_translate_shows_input_output_and_round_trip(demo):
 
 
 def test_uploads_become_the_signatures_shape(tmp_path):
-    from PIL import Image
-
     path = tmp_path / "big.png"
     Image.fromarray(np.full((56, 84, 3), 200, np.uint8)).save(path)
     assert demo_lib.to_model_image(str(path), (7, 7, 1)).shape == (7, 7, 1)
@@ -249,9 +252,6 @@ def browser():
         if os.environ.get("CI"):
             pytest.fail("CI needs Chromium and chromedriver (.ci/run installs them)")
         pytest.skip("no Chromium/chromedriver here (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
@@ -262,15 +262,11 @@ def browser():
 
 
 def _wait(browser, condition, timeout=90):
-    from selenium.webdriver.support.ui import WebDriverWait
-
     return WebDriverWait(browser, timeout).until(condition)
 
 
 def _image_in(browser, elem_id):
     """The src of the image shown in the Gradio component ``elem_id``, once there is one."""
-    from selenium.webdriver.common.by import By
-
     def found(driver):
         images = driver.find_elements(By.CSS_SELECTOR, f"#{elem_id} img")
         return images[0].get_attribute("src") if images and images[0].get_attribute("src") else False
@@ -278,8 +274,6 @@ def _image_in(browser, elem_id):
 
 
 def _open(browser, page, model):
-    from selenium.webdriver.common.by import By
-
     browser.get(f"{page}/?model={model}")
     _wait(browser, lambda d: model in d.find_element(By.ID, "model-status").text)
 
@@ -287,8 +281,6 @@ def _open(browser, page, model):
 def test_the_page_in_a_real_browser(browser, page, tmp_path):
     """Samples of a latent and an autoregressive model appear as images; a caption with a word
     outside the model's grammar shows the server's message."""
-    from selenium.webdriver.common.by import By
-
     for model in ("vae_mnist", "pixelcnn_mnist"):
         _open(browser, page, model)
         browser.find_element(By.ID, "sample-go").click()
