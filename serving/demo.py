@@ -29,6 +29,7 @@ The demo is the one module of ``serving/`` that imports ``training/``: it is a c
 import argparse
 import dataclasses
 import json
+import logging
 import pathlib
 import re
 import urllib.parse
@@ -45,7 +46,7 @@ from training import data  # the test images and the translation tasks' exact in
 from zoo import registry
 from zoo.images import grid
 
-PANELS = ("sample", "complete", "log_prob", "interpolate", "translate")
+log = logging.getLogger("genzoo.demo")
 CONDITIONS = ("label", "text")  # inputs a signature may take beside its main ones
 TEST_IMAGES = 100  # test images offered per model
 MAX_SAMPLES, MAX_COMPLETIONS, MAX_STEPS = 64, 16, 16  # the most images a panel draws at once
@@ -258,7 +259,8 @@ class TestImages:
             ds = data.load(preset.dataset, "test", form, self.count, data_dir=self.data_dir,
                            take=self.count, task=preset.task)
             batch = next(iter(ds))
-        except Exception:  # no data files here: uploads only
+        except Exception as err:  # no data files here (TFDS raises several kinds): uploads only
+            log.warning("no test images of %s for the demo: %s", preset.dataset, err)
             return None
         x = batch[role if role != "images" else "a"] if preset.task else batch
         x = np.asarray(x, np.float32)
@@ -486,10 +488,12 @@ def build_app(demo):
     with gr.Blocks(title="genzoo demo") as app:
         gr.Markdown("# genzoo\nGenerative models served over TF Serving's REST API at "
                     f"`{demo.client.base}`. Pick a model: its panels come from its signatures.")
-        choice = gr.Dropdown(demo.model_names, value=demo.model_names[0], label="Model",
-                             elem_id="model")
+        with gr.Row():
+            choice = gr.Dropdown(demo.model_names, value=demo.model_names[0], label="Model",
+                                 elem_id="model", scale=4)
+            refresh = gr.Button("Ask the server again", elem_id="refresh", scale=1)
 
-        @gr.render(inputs=choice)
+        @gr.render(inputs=choice, triggers=[choice.change, refresh.click, app.load])
         def panels(name):
             try:
                 info = demo.info(name)
