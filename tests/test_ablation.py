@@ -20,6 +20,7 @@ def test_every_variant_adds_its_technique():
             ablation.parse_args(bad)
 
 
+@pytest.mark.slow  # a minute: trains and measures each variant
 @pytest.mark.skipif(not saving.versions("classifier_mnist"), reason="needs the exported classifier_mnist")
 def test_ablation_trains_each_variant_once_and_tables_their_figures(tmp_path):
     args = ["dcgan_mnist", "--variants", "plain,ema", "--epochs", 1, "--steps_per_epoch", 2,

@@ -215,6 +215,7 @@ print("MIXED", type(model.d_optimizer).__name__, type(model.g_optimizer).__name_
 """
 
 
+@pytest.mark.slow  # two minutes: a subprocess with two logical CPUs; CycleGAN's mirrored test stays in the default run
 def test_wgan_gp_under_mirrored_strategy_and_mixed_precision(tmp_path):
     stdout = run_with_cpu_devices(STRATEGY_SCRIPT, tmp_path)
     lines = {line.split()[0]: line.split()[1:] for line in stdout.splitlines()
