@@ -61,6 +61,26 @@ def _from_json(value, dtype):
     return np.asarray(value, dtype=dtype)
 
 
+def _answer(reply):
+    """The JSON document of a REST answer; a ServerError with TF Serving's message for an error."""
+    try:
+        doc = reply.json()
+    except ValueError:
+        raise ServerError(reply.status_code, reply.text) from None
+    if reply.status_code != 200:
+        raise ServerError(reply.status_code, doc.get("error", reply.text) if isinstance(doc, dict) else reply.text)
+    return doc
+
+
+def _model_spec(spec, model, version=None, label=None):
+    """Fills a gRPC ModelSpec: the model, and the version or its label when given."""
+    spec.name = model
+    if version is not None:
+        spec.version.value = int(version)
+    if label is not None:
+        spec.version_label = label
+
+
 class Client:
     """Calls signatures of served models and returns NumPy arrays.
 
@@ -110,12 +130,8 @@ class Client:
 
     def _predict_grpc(self, model, signature, version, label, inputs):
         request = predict_pb2.PredictRequest()
-        request.model_spec.name = model
+        _model_spec(request.model_spec, model, version, label)
         request.model_spec.signature_name = signature
-        if version is not None:
-            request.model_spec.version.value = int(version)
-        if label is not None:
-            request.model_spec.version_label = label
         for key, value in inputs.items():
             request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
         try:
@@ -135,14 +151,8 @@ class Client:
     def _predict_rest(self, model, signature, version, label, inputs):
         body = {"signature_name": signature,
                 "inputs": {k: _jsonable(v) for k, v in inputs.items()}}
-        reply = self.session.post(self._path(model, version, label) + ":predict", json=body,
-                                  timeout=self.timeout)
-        try:
-            doc = reply.json()
-        except ValueError:
-            raise ServerError(reply.status_code, reply.text) from None
-        if reply.status_code != 200:
-            raise ServerError(reply.status_code, doc.get("error", reply.text))
+        doc = _answer(self.session.post(self._path(model, version, label) + ":predict", json=body,
+                                         timeout=self.timeout))
         specs = self._output_specs(model, signature, version, label)
         outputs = doc["outputs"]
         if not isinstance(outputs, dict):  # a lone output comes back bare: name it
@@ -165,17 +175,10 @@ class Client:
     def metadata(self, model, version=None, version_label=None):
         """The model's signature defs as a dict (REST) or GetModelMetadataResponse (gRPC)."""
         if self.protocol == "rest":
-            reply = self.session.get(self._path(model, version, version_label) + "/metadata",
-                                     timeout=self.timeout)
-            if reply.status_code != 200:
-                raise ServerError(reply.status_code, reply.json().get("error", reply.text))
-            return reply.json()
+            return _answer(self.session.get(self._path(model, version, version_label) + "/metadata",
+                                            timeout=self.timeout))
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        request.model_spec.name = model
-        if version is not None:
-            request.model_spec.version.value = int(version)
-        if version_label is not None:
-            request.model_spec.version_label = version_label
+        _model_spec(request.model_spec, model, version, version_label)
         try:
             return self.stub.GetModelMetadata(request, timeout=self.timeout)
         except grpc.RpcError as err:
@@ -185,26 +188,16 @@ class Client:
         """The model's version states as TF Serving's REST API writes them:
         {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {...}}]}."""
         if self.protocol == "rest":
-            reply = self.session.get(self._path(model, version, version_label), timeout=self.timeout)
-            try:
-                doc = reply.json()
-            except ValueError:
-                raise ServerError(reply.status_code, reply.text) from None
-            if reply.status_code != 200:
-                raise ServerError(reply.status_code, doc.get("error", reply.text))
-            return doc
+            return _answer(self.session.get(self._path(model, version, version_label), timeout=self.timeout))
         request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = model
-        if version is not None:
-            request.model_spec.version.value = int(version)
-        if version_label is not None:
-            request.model_spec.version_label = version_label
+        _model_spec(request.model_spec, model, version, version_label)
         try:
             answer = model_service_pb2_grpc.ModelServiceStub(self.channel).GetModelStatus(
                 request, timeout=self.timeout)
         except grpc.RpcError as err:
             raise ServerError(err.code().name, err.details()) from None
-        return json_format.MessageToDict(answer, preserving_proto_field_name=True)
+        return json_format.MessageToDict(answer, always_print_fields_with_no_presence=True,
+                                         preserving_proto_field_name=True)
 
     def input_shape(self, model, signature, name="images", version=None, version_label=None):
         """The shape of a signature's input, from the model's metadata (-1: any size)."""

@@ -113,6 +113,12 @@ def test_every_signature_over_grpc_rest_and_client(server, zoo_dir):
             for client in (rest_client, grpc_client):
                 _assert_outputs(client.predict(model, signature, **feed), want,
                                 f"{client.protocol} client {model}:{signature}")
+    # the status as TF Serving's REST API writes it, over either protocol
+    assert rest_client.status("vae_mnist") == grpc_client.status("vae_mnist") == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    for client in (rest_client, grpc_client):
+        with pytest.raises(ServerError, match="nope"):
+            client.status("nope")
 
 
 def test_rest_formats_and_metadata(server):
