@@ -200,6 +200,13 @@ def drawn_mask(painted, shape):
     return np.repeat(keep[..., None], c, axis=-1)
 
 
+def editor_mask(editor, shape):
+    """A uint8 mask of ``shape`` from a Gradio ImageEditor value ({"background", "layers",
+    "composite"}): what any layer paints over is hidden."""
+    layers = [np.asarray(layer) for layer in (editor or {}).get("layers") or []]
+    return drawn_mask(np.max(np.stack(layers), 0) if layers else None, shape)
+
+
 def to_model_image(picture, shape):
     """Any picture (a path or an array) as the uint8 (H, W, C) array a signature takes."""
     if picture is None:
@@ -586,9 +593,7 @@ def build_app(demo):
                         def complete(image, hide, count, seed, sketch, *values, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
                             def run():
                                 if hide == "drawn mask":
-                                    layers = (sketch or {}).get("layers") or []
-                                    painted = np.max(np.stack(layers), 0) if layers else None
-                                    mask = drawn_mask(painted, shape)
+                                    mask = editor_mask(sketch, shape)
                                 else:
                                     mask = half_mask(shape, hide.split()[0])
                                 return demo.complete(info, image, mask, count, seed,

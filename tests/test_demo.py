@@ -142,6 +142,14 @@ def test_drawn_mask_hides_the_painted_pixels():
     keep = demo_lib.drawn_mask(painted, (28, 28, 1))
     assert keep.shape == (28, 28, 1)
     assert (keep[:14, 14:] == 0).all() and keep[14:].all() and keep[:, :14].all()
+    strokes = np.zeros((112, 112, 4), np.uint8)
+    strokes[100:, :8, 3] = 255  # a second layer: the bottom left corner
+    editor = {"background": np.zeros((112, 112, 4), np.uint8), "layers": [painted, strokes],
+              "composite": None}  # what the page's ImageEditor hands the action
+    keep = demo_lib.editor_mask(editor, (28, 28, 1))
+    assert (keep[:14, 14:] == 0).all() and (keep[25:, :2] == 0).all() and keep[:25, :14].all()
+    with pytest.raises(demo_lib.DemoError, match="draw over"):
+        demo_lib.editor_mask({"background": None, "layers": []}, (28, 28, 1))
 
 
 def test_log_prob_beside_the_card(demo):
