@@ -248,12 +248,18 @@ class Client:
 def read_image(path, shape):
     """A picture file as a uint8 (H, W, C) array of ``shape``: grey (C = 1) or RGB (C = 3),
     resized to H x W (block averages when shrinking, bicubic when enlarging)."""
-    height, width, channels = shape
     try:
         image = Image.open(path)
         image.load()
     except (OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable image: {err}") from err
+    return fit_image(image, shape)
+
+
+def fit_image(image, shape):
+    """A PIL image as a uint8 (H, W, C) array of ``shape``: grey (C = 1) or RGB (C = 3),
+    resized to H x W (block averages when shrinking, bicubic when enlarging)."""
+    height, width, channels = shape
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (width, height):
         shrink = image.size[0] >= width and image.size[1] >= height

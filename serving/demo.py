@@ -41,9 +41,10 @@ from PIL import Image
 from tensorflow.core.framework import types_pb2
 
 from serving import protos
-from serving.client import Client, ServerError, read_image
+from serving.client import Client, ServerError, fit_image, read_image
 from training import data  # the test images and the translation tasks' exact inputs (see below)
 from zoo import registry
+from zoo import images as zoo_images
 from zoo.images import grid
 
 log = logging.getLogger("genzoo.demo")
@@ -51,6 +52,7 @@ CONDITIONS = ("label", "text")  # inputs a signature may take beside its main on
 TEST_IMAGES = 100  # test images offered per model
 MAX_SAMPLES, MAX_COMPLETIONS, MAX_STEPS = 64, 16, 16  # the most images a panel draws at once
 HIDDEN_GREY = 128  # how a hidden pixel is drawn in the masked view
+SHOWN_SCALE = 4  # the page shows images this many times larger
 # A Markdown link or picture: its text (one level of brackets inside, as in "E[x|z]"), its target.
 _LINK = r"(!?\[(?:[^\[\]]|\[[^\]]*\])*\])\(([^)\s]+)\)"
 
@@ -218,21 +220,12 @@ def to_model_image(picture, shape):
         array = np.clip(array, 0, 255).astype(np.uint8)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    image = Image.fromarray(array)
-    h, w, c = shape
-    image = image.convert("L" if c == 1 else "RGB")
-    if image.size != (w, h):
-        shrink = image.size[0] >= w and image.size[1] >= h
-        image = image.resize((w, h), Image.Resampling.BOX if shrink else Image.Resampling.BICUBIC)
-    return np.asarray(image, np.uint8).reshape(h, w, c)
+    return fit_image(Image.fromarray(array), shape)
 
 
-def enlarge(image, scale=4):
-    """A uint8 image (or grid) enlarged ``scale`` times by pixel repetition, grey as (H, W)."""
-    image = np.asarray(image, np.uint8)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    return np.kron(image, np.ones((scale, scale) + (1,) * (image.ndim - 2), np.uint8))
+def enlarge(image):
+    """An image or grid as the page shows it: SHOWN_SCALE times larger."""
+    return zoo_images.enlarge(image, SHOWN_SCALE)
 
 
 class TestImages:
@@ -255,12 +248,14 @@ class TestImages:
             preset = registry.get_preset(model)
         except (KeyError, ValueError):
             return None
-        key = (preset.dataset, preset.form, preset.task, role)
-        if key not in self._cache:
-            self._cache[key] = self._load(preset, role)
-        return self._cache[key]
+        key = (preset.dataset, preset.form, preset.task)
+        if key not in self._cache:  # one load per data set and task: a task's domains together
+            self._cache[key] = self._load(preset)
+        found = self._cache[key]
+        return None if found is None else found[role if preset.task else "images"]
 
-    def _load(self, preset, role):
+    def _load(self, preset):
+        """{role: uint8 images} of ``preset``'s test split, or None without the data."""
         form = "uint8" if preset.task or preset.form != "binary" else "binary"
         try:
             ds = data.load(preset.dataset, "test", form, self.count, data_dir=self.data_dir,
@@ -269,9 +264,9 @@ class TestImages:
         except Exception as err:  # no data files here (TFDS raises several kinds): uploads only
             log.warning("no test images of %s for the demo: %s", preset.dataset, err)
             return None
-        x = batch[role if role != "images" else "a"] if preset.task else batch
-        x = np.asarray(x, np.float32)
-        return (x * 255 if form == "binary" else x).round().astype(np.uint8)
+        roles = {"images": batch["a"], "a": batch["a"], "b": batch["b"]} if preset.task else {"images": batch}
+        scale = 255 if form == "binary" else 1
+        return {k: (np.asarray(v, np.float32) * scale).round().astype(np.uint8) for k, v in roles.items()}
 
 
 class Demo:
@@ -465,8 +460,7 @@ class Demo:
             shown.append(self._predict_rows(info, reverse, 1, {"images": y})["images"][0])
         if any(s.shape != shown[0].shape for s in shown):  # e.g. 7x7 -> 28x28: show each enlarged to the largest
             size = max(s.shape[0] for s in shown)
-            shown = [np.kron(s, np.ones((size // s.shape[0], size // s.shape[1], 1), np.uint8))
-                     for s in shown]
+            shown = [zoo_images.enlarge(s, size // s.shape[0]) for s in shown]
         return grid(np.stack(shown), cols=len(shown))
 
     def picks(self, info, role="images"):

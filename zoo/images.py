@@ -25,13 +25,20 @@ def grid(images, cols=None, pad=2, pad_value=128):
     return out
 
 
-def save_png(image, path, scale=1):
-    """Writes a uint8 (H, W, C) or (H, W) image as PNG, enlarged ``scale`` times."""
+def enlarge(image, scale):
+    """A uint8 (H, W, C) or (H, W) image enlarged ``scale`` times by pixel repetition; grey
+    images come back as (H, W)."""
     image = np.asarray(image, np.uint8)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
     if scale > 1:
         image = np.kron(image, np.ones((scale, scale) + (1,) * (image.ndim - 2), np.uint8))
+    return image
+
+
+def save_png(image, path, scale=1):
+    """Writes a uint8 (H, W, C) or (H, W) image as PNG, enlarged ``scale`` times."""
+    image = enlarge(image, scale)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
