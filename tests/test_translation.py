@@ -15,7 +15,7 @@ from conftest import ROOT, run_main
 from harness import run_with_cpu_devices
 from serving import export
 from training import data, translation_metrics
-from zoo import registry, saving, translation
+from zoo import adversarial, registry, saving, translation
 
 RNG = np.random.default_rng(0)
 
@@ -127,6 +127,32 @@ def test_pix2pix_objective_is_the_gan_loss_plus_lambda_l1():
     real = model.discriminate(source, target).numpy()
     want = 0.5 * np.mean(np.log1p(np.exp(-real)) + np.log1p(np.exp(logits.numpy())))
     np.testing.assert_allclose(d_loss, want, rtol=1e-5)
+
+
+def test_pix2pix_r1_penalty_is_the_per_patch_gradient_norm_of_real_pairs_in_d_loss():
+    batch = _pairs(4)
+    source, target = tf.constant(batch["a"]), tf.constant(batch["b"])
+    plain, penalised = _pix2pix(), _pix2pix(r1_weight=3.0)  # one seed: the same weights
+    # independently, from D's Jacobian: (1 / P) ||sum over patches of grad_y D_p||^2
+    with tf.GradientTape() as tape:
+        tape.watch(target)
+        logits = tf.reshape(penalised.discriminate(source, target, training=True), [4, -1])
+    jacobian = tape.batch_jacobian(logits, target).numpy()  # (B, P, 28, 28, 1)
+    patches = jacobian.shape[1]
+    want = np.sum(np.square(jacobian.sum(axis=1)), axis=(1, 2, 3)) / patches
+    penalty = adversarial.r1_penalty(
+        lambda y: penalised.discriminate(source, y, training=True), target).numpy()
+    np.testing.assert_allclose(penalty, want, rtol=1e-4)
+    assert patches == 49 and penalty.min() > 0
+    fake = plain.translate(source)
+    gained = (penalised.discriminator_objective(source, target, fake)
+              - plain.discriminator_objective(source, target, fake))
+    np.testing.assert_allclose(gained, 1.5 * penalty.mean(), rtol=1e-4)
+    assert "R1 penalty on real pairs, gamma = 3" in penalised.describe()
+    assert translation.Pix2Pix.from_config(penalised.get_config()).r1_weight == 3.0
+    assert set(penalised.fit(batch, batch_size=4, epochs=1, verbose=0).history) == {"d_loss", "g_gan", "l1"}
+    with pytest.raises(ValueError, match="r1_weight"):
+        translation.Pix2Pix(r1_weight=-1.0)
 
 
 def test_l1_alone_trains_the_generator_only():

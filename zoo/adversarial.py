@@ -187,6 +187,28 @@ class TwoPlayerModel(steps.ZooModel):
         optimizer.apply(tape.gradient(scaled, variables), variables)
 
 
+def r1_penalty(discriminate, real):
+    """The R1 penalty's norm at each real image: (B,) float32.
+
+    ``discriminate(x)`` gives D's logits of images x: one per image (B,) or
+    (B, 1), or P per image (a PatchGAN's (B, h, w)). The result is
+    (1 / P) ||grad_x sum_p D_p(x)||^2: the squared gradient norm of a one-logit
+    D, and for P patches whose views do not overlap, the mean over patches of
+    each patch's own squared norm (D's loss is likewise a mean over patches).
+
+    References:
+        Mescheder et al. 2018, "Which Training Methods for GANs do actually
+        Converge?", eq. (9): R1 = gamma / 2 E[||grad D(x)||^2] over real data.
+    """
+    real = tf.convert_to_tensor(real, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        logits = tf.cast(discriminate(real), tf.float32)
+        total = tf.reduce_sum(logits)
+    grad = tf.cast(tape.gradient(total, real), tf.float32)
+    patches = tf.cast(tf.size(logits) // tf.shape(logits)[0], tf.float32)
+    return tf.reduce_sum(tf.reshape(tf.square(grad), [tf.shape(grad)[0], -1]), 1) / patches
+
 @keras.saving.register_keras_serializable(package="genzoo")
 class GAN(TwoPlayerModel):
     """A GAN with DCGAN networks, trained by alternating updates.
@@ -469,18 +491,8 @@ class GAN(TwoPlayerModel):
         return tf.square(norm - 1.0)
 
     def r1_penalty(self, real, labels=None, training=True):
-        """||grad_x D(x)||^2 at each real image x: (B,).
-
-        References:
-            Mescheder et al. 2018, "Which Training Methods for GANs do actually
-            Converge?", eq. (9): R1 = gamma / 2 E[||grad D(x)||^2] over real data.
-        """
-        real = tf.convert_to_tensor(real, tf.float32)
-        with tf.GradientTape() as tape:
-            tape.watch(real)
-            score = self.discriminate(real, labels, training=training)
-        grad = tf.cast(tape.gradient(score, real), tf.float32)
-        return tf.reduce_sum(tf.reshape(tf.square(grad), [tf.shape(grad)[0], -1]), 1)
+        """||grad_x D(x)||^2 at each real image x: (B,) (``r1_penalty`` of this model's D)."""
+        return r1_penalty(lambda x: self.discriminate(x, labels, training=training), real)
 
     def _penalties(self, real, fake, labels):
         """D's per-example penalties: WGAN-GP's gradient penalty, the R1 penalty (0: none)."""

@@ -152,23 +152,30 @@ class Pix2Pix(adversarial.TwoPlayerModel):
             non-saturating one).
         l1_weight: lambda of the L1 term (the paper: 100).
         gan_weight: the adversarial term's weight; 0 trains G on L1 alone.
+        r1_weight: gamma of an R1 penalty gamma / 2 ||grad_y D(x, y)||^2 on
+            real pairs (``adversarial.r1_penalty``: per patch); 0, the paper's
+            objective, adds none. It keeps D smooth around the real images, so
+            that G's adversarial gradient is not per-pixel noise.
 
     References:
         Isola et al. 2017, "Image-to-Image Translation with Conditional
         Adversarial Networks", eq. (4) and sec. 3.3.
+        r1_weight: Mescheder et al. 2018, "Which Training Methods for GANs do
+        actually Converge?", eq. (9).
     """
 
     serving_note = ("`translate(images)` maps source images (uint8) to target images (uint8); "
                     "deterministic, each image translated alone.")
 
     def __init__(self, source_shape=(28, 28, 1), image_shape=(28, 28, 1), filters=32, d_filters=32,
-                 loss="non_saturating", l1_weight=100.0, gan_weight=1.0, **kwargs):
+                 loss="non_saturating", l1_weight=100.0, gan_weight=1.0, r1_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         if loss not in adversarial.GAN_LOSSES or loss == "wgan_gp":
             raise ValueError(f"pix2pix takes a GAN loss of {adversarial.GAN_LOSSES} but wgan_gp, "
                              f"got {loss!r}")
-        if float(l1_weight) < 0 or float(gan_weight) < 0:
-            raise ValueError(f"l1_weight and gan_weight must be >= 0, got {l1_weight}, {gan_weight}")
+        if min(float(l1_weight), float(gan_weight), float(r1_weight)) < 0:
+            raise ValueError("l1_weight, gan_weight and r1_weight must be >= 0, got "
+                             f"{l1_weight}, {gan_weight}, {r1_weight}")
         self.source_shape = tuple(int(d) for d in source_shape)
         self.image_shape = tuple(int(d) for d in image_shape)
         self.filters = int(filters)
@@ -176,6 +183,7 @@ class Pix2Pix(adversarial.TwoPlayerModel):
         self.loss_kind = loss
         self.l1_weight = float(l1_weight)
         self.gan_weight = float(gan_weight)
+        self.r1_weight = float(r1_weight)
         self.num_classes = 0
         self.generator = unet(self.source_shape, self.image_shape, self.filters)
         self.discriminator = patch_discriminator(self.image_shape, self.d_filters, self.source_shape)
@@ -197,7 +205,9 @@ class Pix2Pix(adversarial.TwoPlayerModel):
                 f"{PATCH_SIZE}x{PATCH_SIZE} patch); instance normalization. Objective: "
                 f"{self.objective}"
                 + ("; the discriminator is not trained (the L1-alone ablation)." if not self.gan_weight
-                   else " (Isola et al. 2017, eq. 4), D's loss halved."))
+                   else " (Isola et al. 2017, eq. 4), D's loss halved"
+                   + (f", plus an R1 penalty on real pairs, gamma = {self.r1_weight:g} "
+                      "(Mescheder et al. 2018)." if self.r1_weight else ".")))
 
     def build(self, input_shape=None):
         self.generator.build((None,) + self.source_shape)
@@ -212,7 +222,7 @@ class Pix2Pix(adversarial.TwoPlayerModel):
         return {**super().get_config(), "source_shape": list(self.source_shape),
                 "image_shape": list(self.image_shape), "filters": self.filters,
                 "d_filters": self.d_filters, "loss": self.loss_kind, "l1_weight": self.l1_weight,
-                "gan_weight": self.gan_weight}
+                "gan_weight": self.gan_weight, "r1_weight": self.r1_weight}
 
     # -------------------------------------------------------------- networks
     def translate(self, source, training=False):
@@ -239,10 +249,15 @@ class Pix2Pix(adversarial.TwoPlayerModel):
         return total, adv, l1
 
     def discriminator_objective(self, source, target, fake, training=True):
-        """D's loss: half the GAN loss of real pairs against (source, fake) pairs."""
-        return 0.5 * tf.reduce_mean(adversarial.discriminator_loss(
+        """D's loss: half the GAN loss of real pairs against (source, fake) pairs, plus the
+        R1 penalty of real pairs when ``r1_weight`` asks for it."""
+        loss = 0.5 * tf.reduce_mean(adversarial.discriminator_loss(
             self.loss_kind, self.discriminate(source, target, training=training),
             self.discriminate(source, fake, training=training)))
+        if self.r1_weight:
+            loss += 0.5 * self.r1_weight * tf.reduce_mean(adversarial.r1_penalty(
+                lambda y: self.discriminate(source, y, training=training), target))
+        return loss
 
     def train_step(self, data):
         source, target = _pair(data)
