@@ -218,6 +218,12 @@ def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(t
     assert "2 epochs of `python -m training.train vae_mnist" in "\n".join(model_card._init_from_lines(info))
     assert "3 epochs in all" in model_card._init_from_lines(info)[0]
 
+    # the objective's weights are not the architecture: a fine-tune may change them
+    beta = run_main("training.train", "vae_mnist", "--init_from", tiny_run, "--set", "beta=2.0",
+                    "--epochs", 1, "--steps_per_epoch", 1, "--train_examples", 100, "--batch_size", 50,
+                    "--output_dir", tmp_path / "beta", "--verbose", 0)
+    assert beta.returncode == 0, beta.stderr[-2000:]
+    assert saving.load_trained(tmp_path / "beta").beta == 2.0
     other = run_main("training.train", "vae2d_mnist", "--init_from", tiny_run, "--epochs", 1,
                      "--steps_per_epoch", 1, "--output_dir", tmp_path / "other")
     assert other.returncode != 0 and "architectures must match" in other.stderr, other.stderr[-2000:]

@@ -150,6 +150,9 @@ def test_pix2pix_r1_penalty_is_the_per_patch_gradient_norm_of_real_pairs_in_d_lo
     np.testing.assert_allclose(gained, 1.5 * penalty.mean(), rtol=1e-4)
     assert "R1 penalty on real pairs, gamma = 3" in penalised.describe()
     assert translation.Pix2Pix.from_config(penalised.get_config()).r1_weight == 3.0
+    # a loss weight, not the architecture: --init_from may start one from the other
+    assert saving.architecture(plain, weights_only=True) == saving.architecture(penalised, weights_only=True)
+    assert saving.architecture(plain) != saving.architecture(penalised)
     assert set(penalised.fit(batch, batch_size=4, epochs=1, verbose=0).history) == {"d_loss", "g_gan", "l1"}
     with pytest.raises(ValueError, match="r1_weight"):
         translation.Pix2Pix(r1_weight=-1.0)

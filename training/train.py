@@ -125,7 +125,7 @@ def initialize_from(model, path):
         source = saving.load_trained(path)
     except (FileNotFoundError, ValueError) as err:
         raise InitFromError(f"--init_from {path}: {err}") from err
-    have, want = saving.architecture(source), saving.architecture(model)
+    have, want = saving.architecture(source, True), saving.architecture(model, True)
     if have != want:
         raise InitFromError(f"--init_from {path} holds {have}, but this run builds {want}: "
                             "the architectures must match")

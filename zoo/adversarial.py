@@ -451,6 +451,8 @@ class GAN(TwoPlayerModel):
         self.discriminator.build((None,) + self.image_shape[:-1] + (self.image_shape[-1] + self.num_classes,))
         self.built = True
 
+    objective_args = ("loss", "d_steps", "gp_weight", "r1_weight")
+
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape),
                 "latent_dim": self.latent_dim, "filters": self.filters, "loss": self.loss_kind,

@@ -247,6 +247,8 @@ class VAE(_LatentModel):
     def _prior_text(self):
         return "; prior N(0, I)"
 
+    objective_args = ("beta", "kl_warmup_steps")
+
     def get_config(self):
         config = super().get_config()
         config.update(beta=self.beta, kl_warmup_steps=self.kl_warmup_steps)

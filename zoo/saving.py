@@ -147,9 +147,12 @@ def in_float32(model):
     return model
 
 
-def architecture(model):
-    """(class name, config without name, trainable and dtype): what two models must share
-    for one's weights to fit the other; the model card prints the config."""
-    config = model.get_config()
-    return type(model).__name__, {k: v for k, v in config.items()
-                                  if k not in ("name", "trainable", "dtype")}
+def architecture(model, weights_only=False):
+    """(class name, config without name, trainable and dtype); the model card prints the config.
+
+    With ``weights_only``, also without the model's ``objective_args`` (loss
+    weights and the like): what two models must share for one's weights to fit
+    the other.
+    """
+    drop = {"name", "trainable", "dtype"} | set(getattr(model, "objective_args", ()) if weights_only else ())
+    return type(model).__name__, {k: v for k, v in model.get_config().items() if k not in drop}

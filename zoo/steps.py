@@ -98,6 +98,9 @@ class ZooModel(keras.Model):
     family = None  # "latent", "autoregressive", "adversarial" or "classifier"
     density = "none"  # "exact" log p(x), a "bound" on it, or "none"
     serving_note = ""  # what the model card says of the signatures beyond their names
+    # Config keys that set the training objective, not the weights: a run started from
+    # another one's weights (--init_from) may change them.
+    objective_args = ()
 
     def unpack(self, data):
         """(images as float32, labels or None) from a tensor, a dict or a Keras (x, y) tuple."""

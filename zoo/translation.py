@@ -218,6 +218,8 @@ class Pix2Pix(adversarial.TwoPlayerModel):
     def metrics(self):
         return list(self.trackers.values())
 
+    objective_args = ("loss", "l1_weight", "gan_weight", "r1_weight")
+
     def get_config(self):
         return {**super().get_config(), "source_shape": list(self.source_shape),
                 "image_shape": list(self.image_shape), "filters": self.filters,
