@@ -148,7 +148,8 @@ def test_pix2pix_r1_penalty_is_the_per_patch_gradient_norm_of_real_pairs_in_d_lo
     gained = (penalised.discriminator_objective(source, target, fake)
               - plain.discriminator_objective(source, target, fake))
     np.testing.assert_allclose(gained, 1.5 * penalty.mean(), rtol=1e-4)
-    assert "R1 penalty on real pairs, gamma = 3" in penalised.describe()
+    assert "R1 penalty on real pairs, gamma = 3" in penalised.describe() and "R1" not in plain.describe()
+    assert penalised.objective.endswith("R1 penalty gamma = 3")
     assert translation.Pix2Pix.from_config(penalised.get_config()).r1_weight == 3.0
     # a loss weight, not the architecture: --init_from may start one from the other
     assert saving.architecture(plain, weights_only=True) == saving.architecture(penalised, weights_only=True)

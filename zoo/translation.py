@@ -195,6 +195,10 @@ class Pix2Pix(adversarial.TwoPlayerModel):
     def objective(self):
         if not self.gan_weight:
             return "L1 alone"
+        r1 = f"; D's R1 penalty gamma = {self.r1_weight:g}" if self.r1_weight else ""
+        return self._gan_l1() + r1
+
+    def _gan_l1(self):
         return f"{self.loss_kind} GAN loss x {self.gan_weight:g} + {self.l1_weight:g} x L1"
 
     def describe(self):
@@ -203,11 +207,11 @@ class Pix2Pix(adversarial.TwoPlayerModel):
                 f"{h}x{w}x{c} -> {'x'.join(map(str, self.image_shape))}) and a conditional "
                 f"PatchGAN discriminator ({self.d_filters} base channels, a logit per "
                 f"{PATCH_SIZE}x{PATCH_SIZE} patch); instance normalization. Objective: "
-                f"{self.objective}"
-                + ("; the discriminator is not trained (the L1-alone ablation)." if not self.gan_weight
-                   else " (Isola et al. 2017, eq. 4), D's loss halved"
-                   + (f", plus an R1 penalty on real pairs, gamma = {self.r1_weight:g} "
-                      "(Mescheder et al. 2018)." if self.r1_weight else ".")))
+                + ("L1 alone; the discriminator is not trained (the L1-alone ablation)."
+                   if not self.gan_weight else
+                   f"{self._gan_l1()} (Isola et al. 2017, eq. 4), D's loss halved"
+                   + (f"; D's loss also carries an R1 penalty on real pairs, gamma = {self.r1_weight:g} "
+                      "(Mescheder et al. 2018), which the paper does not use." if self.r1_weight else ".")))
 
     def build(self, input_shape=None):
         self.generator.build((None,) + self.source_shape)
