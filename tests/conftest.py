@@ -39,8 +39,11 @@ def pytest_sessionstart(session):
     """
     if hasattr(session.config, "workerinput"):
         return
+    import tensorflow_datasets as tfds
+
     from training import data
 
+    tfds.disable_progress_bar()  # not between pytest's own lines
     for dataset in data.DATASETS:
         try:
             data.builder(dataset)
