@@ -178,7 +178,11 @@ def test_translate_is_deterministic_and_row_independent():
     whole = model.serve_translate(images)["images"].numpy()
     assert whole.shape == (5, 28, 28, 1) and whole.dtype == np.uint8
     alone = np.concatenate([model.serve_translate(images[i:i + 1])["images"].numpy() for i in range(5)])
-    np.testing.assert_array_equal(whole, alone)
+    # A row alone and in a batch differ only where a float output lies within an ulp of a
+    # rounding boundary of the uint8 output (a batch of 1 may take another convolution kernel:
+    # seen once, one pixel of 3,920 off by 1 on a 2-core AMD EPYC with oneDNN off).
+    differ = whole.astype(int) - alone.astype(int)
+    assert np.abs(differ).max() <= 1 and np.count_nonzero(differ) <= 4, np.count_nonzero(differ)
     np.testing.assert_array_equal(whole, model.serve_translate(images)["images"].numpy())
     assert list(model.serving_endpoints()) == ["translate"]
 
