@@ -233,22 +233,29 @@ def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(t
 
 
 def test_ema_momentum_keeps_the_averaged_weights(tiny_run, tmp_path):
-    # SGD from the same start on the same batches. With a momentum this close to 1 the
-    # average stays where the first step put it (Keras's EMA starts at the first step's
-    # weights), so two steps with --ema_momentum end at the weights of one step without.
+    # SGD from the same start on the same batches. The average starts at the first step's
+    # weights w1; the second update's momentum is min(M, 2 / 11) with the warm-up
+    # (tf.train.ExponentialMovingAverage's num_updates), so two steps end at
+    # 2/11 w1 + 9/11 w2. Keras's plain average (--no_ema_warmup), at a momentum this close
+    # to 1, stays at w1.
     common = ["vae_mnist", "--init_from", tiny_run, "--optimizer", "sgd", "--learning_rate", 0.05,
               "--epochs", 1, "--train_examples", 200, "--batch_size", 50, "--verbose", 0]
-    for name, extra in (("one", ["--steps_per_epoch", 1]),
-                        ("ema", ["--steps_per_epoch", 2, "--ema_momentum", 0.9999999])):
+    ema = ["--steps_per_epoch", 2, "--ema_momentum", 0.9999999]
+    for name, extra in (("one", ["--steps_per_epoch", 1]), ("two", ["--steps_per_epoch", 2]),
+                        ("warm", ema), ("plain", [*ema, "--no_ema_warmup"])):
         result = run_main("training.train", *common, *extra, "--output_dir", tmp_path / name)
         assert result.returncode == 0, result.stderr[-2000:]
-    start, one, ema = (saving.load_trained(p) for p in (tiny_run, tmp_path / "one", tmp_path / "ema"))
-    moved = max(np.abs(a - b).max() for a, b in zip(start.get_weights(), one.get_weights(), strict=True))
+    start, one, two, warm, plain = (saving.load_trained(p).get_weights() for p in (
+        tiny_run, *(tmp_path / name for name in ("one", "two", "warm", "plain"))))
+    moved = max(np.abs(a - b).max() for a, b in zip(one, two, strict=True))
     assert moved > 1e-4
-    for a, b in zip(one.get_weights(), ema.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, atol=moved * 1e-3)
-    info = json.loads((tmp_path / "ema" / "train_info.json").read_text())
-    assert "Polyak averaging" in model_card._optimizer_text(info["config"])
+    for w1, w2, average, kept in zip(one, two, warm, plain, strict=True):
+        np.testing.assert_allclose(average, 2 / 11 * w1 + 9 / 11 * w2, atol=moved * 1e-3)
+        np.testing.assert_allclose(kept, w1, atol=moved * 1e-3)
+    for name, warmed in (("warm", True), ("plain", False)):
+        config = json.loads((tmp_path / name / "train_info.json").read_text())["config"]
+        text = model_card._optimizer_text(config)
+        assert "Polyak averaging" in text and ("warmed up" in text) == warmed
     bad = run_main("training.train", "dcgan_mnist", "--ema_momentum", 0.999, "--epochs", 1,
                    "--steps_per_epoch", 1, "--output_dir", tmp_path / "gan")
     assert bad.returncode != 0 and "one-optimizer models" in bad.stderr, bad.stderr[-2000:]
@@ -267,3 +274,10 @@ def test_d_learning_rate_gives_the_discriminator_its_own_rate():
     assert "two time-scale update rule" in model_card._optimizer_text(dataclasses.asdict(cfg))
     with pytest.raises(ValueError, match="adversarial family"):
         train.config_from_args(train.parse_args(["vae_mnist", "--d_learning_rate", "1e-3"]))
+
+
+def test_averaging_momentum_warms_up_as_tf_exponential_moving_average():
+    from training import train
+
+    got = [float(train.averaging_momentum(0.999, n)) for n in (0, 1, 90, 8990, 10**6)]
+    np.testing.assert_allclose(got, [0.0, 2 / 11, 0.91, 8991 / 9000, 0.999], rtol=1e-6)

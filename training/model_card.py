@@ -47,6 +47,9 @@ def _optimizer_text(config):
     if config.get("ema_momentum"):
         text += (f"; Polyak averaging: the weights are an exponential moving average "
                  f"(momentum {config['ema_momentum']}) of the trained ones")
+        if config.get("ema_warmup", False):  # runs before the warm-up existed lack the key
+            text += (", its momentum warmed up as min(M, (1 + n) / (10 + n)) after n updates "
+                     "(as tf.train.ExponentialMovingAverage's num_updates)")
     return text
 
 

@@ -55,6 +55,9 @@ def parse_args(argv=None):
                    help="validate, checkpoint and finish with an exponential moving average of "
                         "the weights (Polyak averaging), e.g. 0.999; 0 turns off a preset's; "
                         "not for the adversarial family")
+    p.add_argument("--no_ema_warmup", dest="ema_warmup", action="store_false", default=None,
+                   help="average with the momentum M from the first step (Keras's plain average) "
+                        "instead of warming it up as min(M, (1 + n) / (10 + n)) after n updates")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a model argument, e.g. --set latent_dim=32 (repeatable)")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar, 2 a line per epoch")
@@ -92,12 +95,50 @@ def _optimizer(cfg, updates, learning_rate=None):
     ema = dict(use_ema=True, ema_momentum=cfg.ema_momentum) if cfg.ema_momentum else {}
     peak = learning_rate or cfg.learning_rate
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(peak, **ema)
-    rate = peak
-    if cfg.final_lr_fraction != 1.0:
-        rate = keras.optimizers.schedules.CosineDecay(
-            peak, decay_steps=max(1, updates), alpha=cfg.final_lr_fraction)
-    return keras.optimizers.Adam(rate, beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2, **ema)
+        optimizer = keras.optimizers.SGD(peak, **ema)
+    else:
+        rate = peak
+        if cfg.final_lr_fraction != 1.0:
+            rate = keras.optimizers.schedules.CosineDecay(
+                peak, decay_steps=max(1, updates), alpha=cfg.final_lr_fraction)
+        optimizer = keras.optimizers.Adam(rate, beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2,
+                                          **ema)
+    if cfg.ema_momentum and cfg.ema_warmup:
+        _warm_up_average(optimizer)
+    return optimizer
+
+
+def averaging_momentum(momentum, updates):
+    """The moving average's momentum for the update that follows ``updates`` others.
+
+    0 for the first (the average starts at the first step's weights, as in Keras),
+    then min(``momentum``, (1 + n) / (10 + n)): the warm-up of
+    ``tf.train.ExponentialMovingAverage(decay, num_updates=n)``. Early on the
+    average follows the weights closely and so forgets where training started;
+    it reaches ``momentum`` after about 9 / (1 - momentum) updates.
+    """
+    n = tf.cast(updates, tf.float32)
+    warm = tf.minimum(tf.constant(momentum, tf.float32), (1.0 + n) / (10.0 + n))
+    return tf.where(n > 0, warm, 0.0)
+
+
+def _warm_up_average(optimizer):
+    """Makes ``optimizer``'s Polyak average use ``averaging_momentum``.
+
+    Keras applies one momentum from the first step on, so a run shorter than a
+    few times 1 / (1 - M) steps ends with part of its initial weights in the
+    average. Only this instance's update is replaced: the optimizer stays the
+    Keras class it is, and a saved model loads without genzoo.
+    """
+    def update(trainable_variables):
+        momentum = averaging_momentum(optimizer.ema_momentum, optimizer.iterations)
+        for var, average in zip(trainable_variables, optimizer._model_variables_moving_average,
+                                strict=True):
+            if average is not None:
+                m = tf.cast(momentum, var.dtype)
+                average.assign(m * average + (1.0 - m) * var)
+
+    optimizer._update_model_variables_moving_average = update
 
 
 def compile_model(model, cfg, steps_per_epoch):
