@@ -90,7 +90,7 @@ PRESET_DEFAULTS = {
     "pixelcnn_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=1e-3, ema_momentum=0.999,
                                    dtype_policy="mixed_bfloat16"),
     # PixelRNN (zoo/pixelrnn.py): float32 (bfloat16 ran no faster here), Polyak averaging
-    "row_lstm_mnist": dict(epochs=15, batch_size=64, learning_rate=1e-3, ema_momentum=0.9995),
+    "row_lstm_mnist": dict(epochs=6, batch_size=64, learning_rate=1e-3, ema_momentum=0.999),
     "diagonal_bilstm_mnist": dict(epochs=6, batch_size=64, learning_rate=1e-3, ema_momentum=0.999),
     # GANs: constant learning rates; Adam as in Radford et al. 2016 (sec. 4) and
     # Gulrajani et al. 2017 (Algorithm 1).

@@ -84,7 +84,7 @@ PRESETS = {
     ),
     "row_lstm_mnist": Preset(
         pixelrnn.RowLSTM, "mnist", "binary",
-        dict(_MNIST, filters=32, num_blocks=6, likelihood="bernoulli"),
+        dict(_MNIST, filters=64, num_blocks=6, likelihood="bernoulli"),
         description="PixelRNN, Row LSTM, Bernoulli pixels, binarized MNIST",
     ),
     "diagonal_bilstm_mnist": Preset(
