@@ -11,8 +11,10 @@ def test_every_variant_adds_its_technique():
     argvs = {v: ablation.train_argv(args, v, "runs/x") for v in ablation.VARIANTS}
     assert "ema_momentum=0.999" in argvs["ema"] and "spectral_norm=true" in argvs["spectral_norm"]
     assert "r1_weight=10" in argvs["r1"] and argvs["ttur"][-2:] == ["--d_learning_rate", "4e-4"]
+    assert argvs["minibatch"][-2:] == ["--set", "minibatch=discrimination"]
     assert all(flag in argvs["all"] for flag in ("ema_momentum=0.999", "spectral_norm=true",
-                                                 "r1_weight=10", "--d_learning_rate"))
+                                                 "r1_weight=10", "--d_learning_rate",
+                                                 "minibatch=discrimination"))
     assert argvs["plain"] == ["dcgan_mnist", "--output_dir", "runs/x", "--seed", "0", "--verbose", "2",
                               "--epochs", "3"]
     for bad in (["vae_mnist"], ["dcgan_mnist", "--variants", "plain,dropout"]):

@@ -1,6 +1,6 @@
 """GAN training techniques one at a time: an ablation table from one command.
 
-    python -m training.ablation dcgan_mnist [--variants plain,ema,spectral_norm,r1,ttur,all]
+    python -m training.ablation dcgan_mnist [--variants plain,ema,spectral_norm,r1,ttur,minibatch,all]
         [--epochs N] [--samples 10000] [--output_dir runs/ablation] [--out FILE]
         [--set KEY=JSON ...] [--steps_per_epoch N] [--train_examples N] [--batch_size B]
         [--data_dir DIR]
@@ -25,6 +25,8 @@ The variants:
 - ``r1``: R1 penalty on real images, gamma = 10 (Mescheder et al. 2018);
 - ``ttur``: the two time-scale update rule, generator 1e-4 and discriminator
   4e-4 (Heusel et al. 2017; the rates of Zhang et al. 2019, sec. 5);
+- ``minibatch``: minibatch discrimination in D (Salimans et al. 2016, sec.
+  3.2), the lecture's remedy for mode collapse;
 - ``all``: every technique above together.
 """
 import argparse
@@ -43,8 +45,10 @@ VARIANTS = {
     "spectral_norm": (["--set", "spectral_norm=true"], "spectral normalization of D"),
     "r1": (["--set", "r1_weight=10"], "R1 penalty, gamma 10"),
     "ttur": (["--learning_rate", "1e-4", "--d_learning_rate", "4e-4"], "TTUR: G 1e-4, D 4e-4"),
+    "minibatch": (["--set", "minibatch=discrimination"], "minibatch discrimination in D"),
 }
-VARIANTS["all"] = ([flag for name in ("ema", "spectral_norm", "r1", "ttur") for flag in VARIANTS[name][0]],
+VARIANTS["all"] = ([flag for name in ("ema", "spectral_norm", "r1", "ttur", "minibatch")
+                    for flag in VARIANTS[name][0]],
                    "all of the above")
 
 
