@@ -168,6 +168,30 @@ def test_conditional_models_use_their_label():
         assert not np.allclose(a, b), f"{cls.__name__}: the label changes nothing"
 
 
+@pytest.mark.parametrize("cls", [pixelrnn.RowLSTM, pixelrnn.DiagonalBiLSTM])
+def test_a_grown_model_starts_as_its_shallower_source_and_its_new_layers_learn(cls):
+    args = dict(image_shape=(5, 4, 1), filters=6, first_kernel_size=3, num_classes=3)
+    source, grown = cls(num_blocks=2, **args), cls(num_blocks=4, **args)
+    x = {"images": (np.random.default_rng(0).random((4, 5, 4, 1)) < 0.4).astype(np.float32),
+         "labels": np.arange(4) % 3}
+    source.log_prob(x), grown.log_prob(x)  # builds both
+    randomize(source, 3)
+    randomize(grown, 4)
+    before = grown.log_prob(x)
+    assert grown.grow_from(source) == 2
+    np.testing.assert_allclose(grown.log_prob(x), source.log_prob(x), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(before, grown.log_prob(x))
+    # The added layers add nothing yet, but their residual outputs get gradients.
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(grown.log_prob(x))
+    new_outputs = [layer.out_kernel for layer in grown.rnn[2:]]
+    assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in tape.gradient(loss, new_outputs))
+    for other in (cls(num_blocks=2, **dict(args, filters=8)), cls(num_blocks=5, **args)):
+        other.log_prob(x)
+        with pytest.raises(ValueError, match="can grow only"):
+            grown.grow_from(other)
+
+
 def test_rgb_is_refused_with_a_clear_error():
     for cls in (pixelrnn.RowLSTM, pixelrnn.DiagonalBiLSTM):
         with pytest.raises(ValueError, match="one colour channel"):

@@ -232,6 +232,34 @@ def test_init_from_starts_at_the_given_weights_and_rejects_other_architectures(t
     assert missing.returncode != 0 and "No Keras model" in missing.stderr, missing.stderr[-2000:]
 
 
+def test_init_grow_deepens_a_pixelrnn_from_the_same_function(tiny_run, tmp_path):
+    common = ("--set", "filters=4", "--epochs", 1, "--steps_per_epoch", 1, "--train_examples", 64,
+              "--batch_size", 32, "--verbose", 0)
+    first = run_main("training.train", "row_lstm_mnist", "--set", "num_blocks=1", *common,
+                     "--output_dir", tmp_path / "a")
+    assert first.returncode == 0, first.stderr[-2000:]
+    # Learning rate 0: the grown run ends where it started.
+    grown = run_main("training.train", "row_lstm_mnist", "--set", "num_blocks=3", "--init_from",
+                     tmp_path / "a", "--init_grow", "--optimizer", "sgd", "--learning_rate", 0,
+                     "--ema_momentum", 0, *common, "--output_dir", tmp_path / "b")
+    assert grown.returncode == 0, grown.stderr[-2000:]
+    a, b = saving.load_trained(tmp_path / "a"), saving.load_trained(tmp_path / "b")
+    assert (a.num_blocks, b.num_blocks) == (1, 3)
+    x = (np.random.default_rng(0).random((3, 28, 28, 1)) < 0.3).astype(np.float32)
+    np.testing.assert_allclose(a.log_prob(x), b.log_prob(x), rtol=1e-5)
+    info = json.loads((tmp_path / "b" / "train_info.json").read_text())
+    assert info["config"]["init_grow"] and info["init_from"]["grown_from_blocks"] == 1
+    lines = model_card._init_from_lines(info)
+    assert "`--init_grow`: its 1 layers fill the first ones" in lines[0] and "2 epochs in all" in lines[0]
+    # Without --init_grow the depths must match; only PixelRNNs grow.
+    same = run_main("training.train", "row_lstm_mnist", "--set", "num_blocks=2", "--init_from",
+                    tmp_path / "a", *common, "--output_dir", tmp_path / "c")
+    assert same.returncode != 0 and "--init_grow deepens" in same.stderr, same.stderr[-2000:]
+    vae = run_main("training.train", "vae_mnist", "--init_from", tiny_run, "--init_grow", *common[2:],
+                   "--output_dir", tmp_path / "d")
+    assert vae.returncode != 0 and "VAE cannot grow" in vae.stderr, vae.stderr[-2000:]
+
+
 def test_ema_momentum_keeps_the_averaged_weights(tiny_run, tmp_path):
     # SGD from the same start on the same batches. The average starts at the first step's
     # weights w1; the second update's momentum is min(M, 2 / 11) with the warm-up

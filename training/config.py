@@ -36,6 +36,9 @@ class TrainConfig:
         model_overrides: (name, value) pairs replacing the preset's model arguments.
         init_from: start from the weights of this run folder, .keras file or
             exported version (fine-tuning); its architecture must match.
+        init_grow: with ``init_from``, the model there may have fewer layers (a
+            PixelRNN's ``num_blocks``): it fills the first ones and the others
+            start as the identity (``zoo.pixelrnn``'s ``grow_from``).
         ema_momentum: keep an exponential moving average of the weights with
             this momentum (Polyak averaging, as PixelCNN++ does: Salimans et
             al. 2017, sec. 3) and validate, checkpoint and finish with it;
@@ -68,10 +71,13 @@ class TrainConfig:
     adam_beta_2: float = 0.999
     model_overrides: tuple = ()
     init_from: str | None = None
+    init_grow: bool = False
     ema_momentum: float | None = None
     ema_warmup: bool = True
 
     def __post_init__(self):
+        if self.init_grow and not self.init_from:
+            raise ValueError("init_grow needs init_from: the model to grow")
         if self.ema_momentum is not None and not 0.0 < self.ema_momentum < 1.0:
             raise ValueError(f"ema_momentum must be in (0, 1), got {self.ema_momentum}")
 

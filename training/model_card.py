@@ -179,6 +179,9 @@ def _init_from_lines(train_info):
         base = start.get("train_info")
         head = (f"- Initialised from `{start['path']}`" if not lines else
                 f"  - `{parent}` itself started from `{start['path']}`")
+        if start.get("grown_from_blocks"):
+            head += (f" (`--init_grow`: its {start['grown_from_blocks']} layers fill the first ones; "
+                     "the layers added after them started as the identity, zero residual outputs)")
         if not base:
             lines.append(f"{head}: weights with no training record beside them")
             total = None

@@ -3,7 +3,7 @@
     python -m training.train vae_mnist [--epochs N] [--batch_size B]
         [--learning_rate LR] [--seed S] [--output_dir DIR]
         [--strategy default|mirrored|multi_worker|tpu] [--data_dir DIR]
-        [--dtype_policy float32|mixed_bfloat16|mixed_float16] [--init_from PATH]
+        [--dtype_policy float32|mixed_bfloat16|mixed_float16] [--init_from PATH [--init_grow]]
 
 The output folder gets ``model.keras`` (saved every epoch), ``backup/`` (so a
 killed run started again with the same command resumes from its last finished
@@ -51,6 +51,10 @@ def parse_args(argv=None):
     p.add_argument("--init_from", metavar="PATH",
                    help="start from the weights of a run folder, .keras file or exported version "
                         "(fine-tuning, e.g. exported/vae_mnist/1); the architecture must match")
+    p.add_argument("--init_grow", action="store_true",
+                   help="with --init_from: the model there may have fewer layers (a PixelRNN's "
+                        "num_blocks); they are copied into the first ones and the rest start as the "
+                        "identity, so training continues from the same function, deeper")
     p.add_argument("--ema_momentum", type=float, metavar="M",
                    help="validate, checkpoint and finish with an exponential moving average of "
                         "the weights (Polyak averaging), e.g. 0.999; 0 turns off a preset's; "
@@ -155,23 +159,37 @@ class InitFromError(ValueError):
     """``--init_from`` names no loadable model, or one of another architecture."""
 
 
-def initialize_from(model, path):
-    """Copies the weights of the model at ``path`` into ``model``; returns its training record.
+def initialize_from(model, path, grow=False):
+    """Copies the weights of the model at ``path`` into ``model``; returns where it started.
 
-    ``path``: a run folder, a .keras file or an exported version. The record
-    (``train_info.json`` beside it, or None) goes into the new run's record so
-    that a model card can say what the model was trained on before.
+    ``path``: a run folder, a .keras file or an exported version. The result,
+    the run record's ``init_from``, holds ``path`` and the training record
+    beside it (``train_info``, or None), so that a model card can say what
+    the model was trained on before. With ``grow``, the model at ``path`` may
+    be shallower: ``model.grow_from`` (the PixelRNNs) copies it into the first
+    layers and starts the others as the identity, and the result also holds
+    ``grown_from_blocks``, the source's depth.
     """
     try:
         source = saving.load_trained(path)
     except (FileNotFoundError, ValueError) as err:
         raise InitFromError(f"--init_from {path}: {err}") from err
+    start = dict(path=str(path), train_info=saving.train_info(path))
+    if grow:
+        if not hasattr(model, "grow_from"):
+            raise InitFromError(f"--init_grow: {type(model).__name__} cannot grow; "
+                                "only the PixelRNNs (row_lstm_*, diagonal_bilstm_*) can")
+        try:
+            start["grown_from_blocks"] = model.grow_from(source)
+        except ValueError as err:
+            raise InitFromError(f"--init_from {path} --init_grow: {err}") from err
+        return start
     have, want = saving.architecture(source, True), saving.architecture(model, True)
     if have != want:
         raise InitFromError(f"--init_from {path} holds {have}, but this run builds {want}: "
-                            "the architectures must match")
+                            "the architectures must match (--init_grow deepens a PixelRNN)")
     model.set_weights(source.get_weights())
-    return saving.train_info(path)
+    return start
 
 
 def train(cfg, verbose=1, command=None):
@@ -214,7 +232,8 @@ def train(cfg, verbose=1, command=None):
             model = registry.build(cfg.preset, **dict(cfg.model_overrides))
             compile_model(model, cfg, steps)
             # A resumed run's backup, restored when fit starts, overrides these weights.
-            base_info = initialize_from(model, cfg.init_from) if cfg.init_from else None
+            start = (initialize_from(model, cfg.init_from, cfg.init_grow)
+                     if cfg.init_from else None)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -227,8 +246,8 @@ def train(cfg, verbose=1, command=None):
         hardware=cb.hardware(),
         versions=dict(tensorflow=tf.__version__, keras=keras.__version__),
     )
-    if cfg.init_from:
-        record["init_from"] = dict(path=cfg.init_from, train_info=base_info)
+    if start:
+        record["init_from"] = start
     callbacks = [
         # The record comes before the backup: a run killed between the two redoes an epoch
         # the record already holds (on resume its history is cut back to the backup's), while

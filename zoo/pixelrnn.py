@@ -287,6 +287,43 @@ class _PixelRNN(autoregressive.AutoregressiveModel):
             h = layer(h, condition)
         return self._head(h)
 
+    def grow_from(self, source):
+        """Starts this model as ``source`` made deeper: the same function, more layers to train.
+
+        ``source`` is a PixelRNN of this class and config but for fewer
+        ``num_blocks``. Its mask-A layer, LSTM layers (and label terms) and
+        head are copied into this model's first layers; the extra LSTM layers,
+        appended after them, keep their fresh LSTM weights but get zero
+        residual outputs, so each adds nothing and the grown model computes
+        exactly ``source``'s distribution before training (Net2Net's deeper
+        network, Chen et al. 2016, sec. 2.2, with zero-initialised residual
+        branches instead of identity kernels: gradients still reach the new
+        output kernels through the fresh hidden states).
+        """
+        from zoo import saving  # a module that imports the zoo's model classes
+
+        def without_depth(model):
+            name, config = saving.architecture(model, True)
+            return name, {k: v for k, v in config.items() if k != "num_blocks"}
+
+        if without_depth(source) != without_depth(self) or source.num_blocks > self.num_blocks:
+            raise ValueError(
+                f"can grow only a {type(self).__name__} of this config with at most {self.num_blocks} "
+                f"layers, not {saving.architecture(source, True)}")
+        n = source.num_blocks
+        pairs = [(self.first, source.first), *zip(self.head, source.head, strict=True),
+                 *zip(self.rnn[:n], source.rnn, strict=True),
+                 *zip(self.label_terms[:n], source.label_terms, strict=True)]
+        copied = sum(len(theirs.weights) for _, theirs in pairs)
+        if copied != len(source.weights):
+            raise ValueError(f"{len(source.weights) - copied} of the source's weights have no place here")
+        for mine, theirs in pairs:
+            mine.set_weights(theirs.get_weights())
+        for layer in self.rnn[n:]:
+            layer.out_kernel.assign(tf.zeros_like(layer.out_kernel))
+            layer.out_bias.assign(tf.zeros_like(layer.out_bias))
+        return n
+
     def _window(self, x, r):
         """The image rows r - k//2 .. r of the first layer's kernel, zeros above: (B, k//2 + 1, W, 1)."""
         half = self.first_kernel_size // 2
