@@ -114,6 +114,8 @@ PRESET_DEFAULTS = {
                                  final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
     "dcgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
                         final_lr_fraction=1.0),
+    "dcgan_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
+                                final_lr_fraction=1.0),
     "lsgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
                         final_lr_fraction=1.0),
     "cgan_mnist": dict(epochs=20, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,

@@ -97,6 +97,11 @@ PRESETS = {
         dict(_MNIST, latent_dim=64, filters=32, loss="non_saturating"),
         description="DCGAN, non-saturating loss, MNIST",
     ),
+    "dcgan_fashion_mnist": Preset(
+        adversarial.GAN, "fashion_mnist", "float11",
+        dict(_MNIST, latent_dim=64, filters=32, loss="non_saturating"),
+        description="DCGAN, non-saturating loss, Fashion-MNIST",
+    ),
     "lsgan_mnist": Preset(
         adversarial.GAN, "mnist", "float11",
         dict(_MNIST, latent_dim=64, filters=32, loss="lsgan"),
