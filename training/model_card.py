@@ -219,6 +219,7 @@ def _training_lines(info):
     hours = info.get("wall_time_s", 0) / 3600
     return [
         f"- Command: `{info.get('command', '?')}`",
+        *([f"- Trained with {info['trained_with']}."] if info.get("trained_with") else []),
         f"- Epochs: {info.get('epochs_done')}"
         + (f" of the {config['epochs']} its schedule was set for (the run was stopped there)"
            if info.get("epochs_done") and info["epochs_done"] < config.get("epochs", 0) else "")

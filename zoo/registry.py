@@ -84,12 +84,12 @@ PRESETS = {
     ),
     "row_lstm_mnist": Preset(
         pixelrnn.RowLSTM, "mnist", "binary",
-        dict(_MNIST, filters=64, num_blocks=6, likelihood="bernoulli"),
+        dict(_MNIST, filters=64, num_blocks=8, likelihood="bernoulli"),
         description="PixelRNN, Row LSTM, Bernoulli pixels, binarized MNIST",
     ),
     "diagonal_bilstm_mnist": Preset(
         pixelrnn.DiagonalBiLSTM, "mnist", "binary",
-        dict(_MNIST, filters=32, num_blocks=4, likelihood="bernoulli"),
+        dict(_MNIST, filters=32, num_blocks=7, likelihood="bernoulli"),
         description="PixelRNN, Diagonal BiLSTM, Bernoulli pixels, binarized MNIST",
     ),
     "dcgan_mnist": Preset(
