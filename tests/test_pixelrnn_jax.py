@@ -90,6 +90,10 @@ def test_pack_train_unpack_gives_the_keras_model_the_run_measured(tmp_path):
 
     out = tmp_path / "keras_run"
     pj.main(["unpack", str(run), "--output_dir", str(out)])
+    saved = (out / "model.keras").read_bytes()
+    with pytest.raises(SystemExit, match="already holds"):  # a second unpack keeps the first
+        pj.main(["unpack", str(run), "--output_dir", str(out)])
+    assert (out / "model.keras").read_bytes() == saved
     from zoo import saving
     model = saving.load_trained(out)
     nll = -float(tf.reduce_mean(model.log_prob(tf.constant(test.astype(np.float32)))))
@@ -110,6 +114,10 @@ def test_unpack_refuses_weights_of_another_model(tmp_path):
     with pytest.raises(SystemExit, match="lstm1/bias"):
         pj.main(["unpack", str(run), "--output_dir", str(tmp_path / "out")])
     assert not (tmp_path / "out" / "model.keras").exists()
+    with pytest.raises(SystemExit, match="FileNotFoundError"):
+        pj.main(["unpack", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="init_from"):
+        pj.main(["pack", "row_lstm_mnist", str(tmp_path / "x.npz"), "--init_from", str(tmp_path / "nothing")])
 
 
 def test_schedule_and_average_match_the_training_commands():

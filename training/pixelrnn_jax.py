@@ -251,9 +251,15 @@ def unpack(args):
     missing = {v.path for v in model.weights} ^ set(params)
     if missing:
         raise SystemExit(f"error: weights and model differ in {sorted(missing)}")
+    wrong = [f"{v.path}: model {tuple(v.shape)}, file {params[v.path].shape}" for v in model.weights
+             if tuple(v.shape) != params[v.path].shape]
+    if wrong:
+        raise SystemExit(f"error: weights of the wrong shape: {wrong}")
+    out = pathlib.Path(args.output_dir)
+    if (out / "model.keras").exists():
+        raise SystemExit(f"error: {out} already holds a model.keras; give another --output_dir")
     for v in model.weights:
         v.assign(params[v.path])
-    out = pathlib.Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
     unpack_command = "python -m training.pixelrnn_jax " + shlex.join(args.argv)
@@ -433,7 +439,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what the run records name
-    {"pack": pack, "train": train_jax, "unpack": unpack}[args.verb](args)
+    try:
+        {"pack": pack, "train": train_jax, "unpack": unpack}[args.verb](args)
+    except (OSError, ValueError, KeyError) as err:  # missing files, another model, a bad --set
+        raise SystemExit(f"error: {type(err).__name__}: {err}") from err
 
 
 if __name__ == "__main__":
