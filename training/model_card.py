@@ -44,6 +44,10 @@ def _optimizer_text(config):
         text += ", constant"
     else:
         text += f" cosine-decayed to {config['final_lr_fraction']} of it"
+        if config.get("wall_clock_budget_s"):  # training/pixelrnn_jax.py's schedule
+            text += (f" over the training time of a {config['wall_clock_budget_s']:g} s wall-clock budget "
+                     f"(not over epochs), after a linear warm-up over its first "
+                     f"{100 * config['warmup_fraction']:g}%")
     if config.get("ema_momentum"):
         text += (f"; Polyak averaging: the weights are an exponential moving average "
                  f"(momentum {config['ema_momentum']}) of the trained ones")
