@@ -1,4 +1,6 @@
 """training.ablation: one command trains and measures a GAN per technique."""
+import json
+
 import pytest
 
 from conftest import run_main
@@ -35,6 +37,10 @@ def test_ablation_trains_each_variant_once_and_tables_their_figures(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| plain") or line.startswith("| ema")]
     assert len(rows) == 2 and "| real-data floor |" in text and "python -m training.ablation" in text
     assert saving.load_trained(tmp_path / "runs" / "dcgan_mnist" / "ema").ema_momentum == 0.999
+    record = json.loads((tmp_path / "a.json").read_text())  # what the model cards show
+    assert [r["variant"] for r in record["rows"]] == ["plain", "ema"]
+    assert all(f"| {r['model']['fid']:.2f} |" in text for r in record["rows"])
+    assert record["command"] in text and record["floor"]["fid"] >= 0
     model_file = tmp_path / "runs" / "dcgan_mnist" / "plain" / "model.keras"
     before = model_file.stat().st_mtime_ns
     again = run_main("training.ablation", *args)  # finished runs are measured, not retrained

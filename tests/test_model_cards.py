@@ -83,6 +83,28 @@ def test_model_card_names_what_its_description_lacks():
     assert set(DESCRIPTION) == set(DESCRIPTION_KEYS)
 
 
+def _figures(fid):
+    return dict(fid=fid, kid=1.0, precision=0.7, recall=0.8, mode_coverage=dict(min_class_share=0.09))
+
+
+ABLATION = dict(preset="dcgan_mnist", command="python -m training.ablation dcgan_mnist --epochs 2",
+                wall_time_s=100, seed=0, samples=10000, epochs=2, classifier="classifier_mnist/2",
+                floor=_figures(2.1), rows=[dict(variant="plain", adds="the preset's settings",
+                                                model=_figures(40.0)),
+                                           dict(variant="ema", adds="averaged generator",
+                                                model=_figures(20.5))])
+
+
+@pytest.mark.parametrize("name", ["dcgan_mnist", "lsgan_mnist"])
+def test_gan_cards_show_the_ablation(name):
+    card = model_card(RESULTS, TRAIN_INFO, dict(DESCRIPTION, name=name, ablation=ABLATION))
+    assert "## Training techniques, one at a time" in card and ABLATION["command"] in card
+    assert "| plain | the preset's settings | 40.00 |" in card and "| ema | averaged generator | 20.50 |" in card
+    assert "| real-data floor | training vs test images | 2.10 |" in card and "2 epochs" in card
+    assert ("Measured on this preset" in card) == (name == "dcgan_mnist")
+    assert "Training techniques" not in model_card(RESULTS, TRAIN_INFO, DESCRIPTION)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPORTED)
 def test_card_figures_reproduce(name, tmp_path):

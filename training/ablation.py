@@ -14,7 +14,8 @@ measures the sample quality of each variant's final model on the zoo
 classifier's features (``training.evaluate.sample_quality``: FID, KID,
 precision, recall, mode coverage, beside the real-data floor) and writes a
 Markdown table to ``--out`` (default ``docs/ablation_<preset>.md``) naming
-this command.
+this command, and the same figures beside it as JSON (``.json``), which
+``training.evaluate`` puts into the adversarial models' cards.
 
 The variants:
 
@@ -30,12 +31,13 @@ The variants:
 - ``all``: every technique above together.
 """
 import argparse
+import json
 import pathlib
 import shlex
 import sys
 import time
 
-from training import evaluate
+from training import evaluate, model_card
 from training import train as train_lib
 from zoo import registry, saving
 
@@ -95,17 +97,7 @@ def finished(folder):
 
 def table(rows):
     """Markdown lines for [(variant, what it adds, quality)], the floor last."""
-    lines = ["| variant | adds | FID | KID | precision | recall | smallest class |",
-             "|---|---|---|---|---|---|---|"]
-
-    def cells(m):
-        return (f"{m['fid']:.2f} | {m['kid']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | "
-                f"{m['mode_coverage']['min_class_share']:.3f} |")
-
-    for variant, adds, quality in rows:
-        lines.append(f"| {variant} | {adds} | " + cells(quality["model"]))
-    lines.append("| real-data floor | training vs test images | " + cells(rows[0][2]["floor"]))
-    return lines
+    return model_card.ablation_table([(v, adds, q["model"]) for v, adds, q in rows], rows[0][2]["floor"])
 
 
 def main(argv=None):
@@ -134,6 +126,11 @@ def main(argv=None):
     out = pathlib.Path(args.out or f"docs/ablation_{args.preset}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+    record = dict(preset=args.preset, command=command, wall_time_s=round(time.time() - start),
+                  seed=args.seed, samples=args.samples, epochs=args.epochs,
+                  classifier=rows[0][2]["classifier"], floor=rows[0][2]["floor"],
+                  rows=[dict(variant=v, adds=adds, model=q["model"]) for v, adds, q in rows])
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

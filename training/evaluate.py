@@ -30,9 +30,10 @@ import tensorflow as tf
 
 from training import caption_metrics, data, quality, translation_metrics
 from training.model_card import model_card
-from zoo import likelihoods, registry, saving, text2image
+from zoo import adversarial, likelihoods, registry, saving, text2image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+ABLATION_REFERENCE = "dcgan_mnist"  # the GAN whose ablation the other GANs' cards show
 
 
 def iwae_nll(model, dataset, k, chunk_size=100, seed=0):
@@ -141,6 +142,18 @@ PICTURES = [("samples.png", "samples"),
              "F(B), true A)")]
 
 
+def ablation_record(model, name):
+    """``training.ablation``'s record for a GAN's card: its own preset's, else the reference
+    GAN's (``docs/ablation_<preset>.json``); None for other models or before it is measured."""
+    if not isinstance(model, adversarial.GAN):
+        return None
+    for preset in (name, ABLATION_REFERENCE):
+        path = ROOT / "docs" / f"ablation_{preset}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
 def describe(model, preset, name, version=None):
     """What the model card says of ``model`` (``training.model_card.DESCRIPTION_KEYS``)."""
     cls = type(model)
@@ -155,6 +168,7 @@ def describe(model, preset, name, version=None):
         signatures=list(model.serving_endpoints()), serving_note=model.serving_note,
         pictures=[(f"../../{pictures / png}", caption) for png, caption in PICTURES
                   if (ROOT / pictures / png).exists()],
+        ablation=ablation_record(model, name),
     )
 
 

@@ -8,7 +8,8 @@ re-rendered, and tested, anywhere.
 
 ``results``: the figures of ``training.evaluate.evaluate`` plus ``command``
 (the evaluation command); ``train_info``: the run's ``train_info.json`` (or
-None); ``description``: a dict with the keys of ``DESCRIPTION_KEYS``.
+None); ``description``: a dict with the keys of ``DESCRIPTION_KEYS`` and,
+for GANs, optionally ``ablation`` (``training.ablation``'s JSON record).
 """
 import json
 
@@ -90,6 +91,39 @@ def _quality_lines(quality):
                   "requested class: " + ", ".join(
                       f"{i}: {share:.3f}" for i, share in enumerate(agreement["per_class"])), ""]
     return lines
+
+
+def ablation_table(rows, floor):
+    """Markdown lines of an ablation: [(variant, what it adds, model figures)], the floor last."""
+    lines = ["| variant | adds | FID | KID | precision | recall | smallest class |",
+             "|---|---|---|---|---|---|---|"]
+
+    def cells(m):
+        return (f"{m['fid']:.2f} | {m['kid']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                f"{m['mode_coverage']['min_class_share']:.3f} |")
+
+    lines += [f"| {variant} | {adds} | " + cells(m) for variant, adds, m in rows]
+    return lines + ["| real-data floor | training vs test images | " + cells(floor)]
+
+
+def _ablation_lines(ablation, name):
+    """The GAN training techniques one at a time (``training.ablation``'s record), if measured."""
+    if not ablation:
+        return []
+    own = ablation["preset"] == name
+    lines = ["## Training techniques, one at a time", "",
+             ("Measured on this preset" if own else f"Measured on `{ablation['preset']}`, the "
+              "zoo's reference GAN (which of them this model used: its training command above)") +
+             f" by `{ablation['command']}` ({ablation['wall_time_s']} s): each variant trained "
+             + (f"{ablation['epochs']} epochs" if ablation["epochs"] else "the preset's epochs")
+             + f" from the same seed, "
+             f"{ablation['samples']} samples each on the features of "
+             f"`exported/{ablation['classifier']}`. The variants share one schedule, so the rows "
+             "compare the techniques; the exported model's own figures are in the sample-quality "
+             "table.", ""]
+    lines += ablation_table([(r["variant"], r["adds"], r["model"]) for r in ablation["rows"]],
+                            ablation["floor"])
+    return lines + [""]
 
 
 def _translation_lines(t):
@@ -339,6 +373,7 @@ def model_card(results, train_info, description):
     lines += _translation_lines(results.get("translation"))
     lines += _caption_lines(results.get("captions"))
     lines += _quality_lines(results.get("sample_quality"))
+    lines += _ablation_lines(d.get("ablation"), d["name"])
     lines += _picture_lines(d)
     lines += [
         "## Serving", "",
