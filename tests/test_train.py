@@ -304,6 +304,21 @@ def test_d_learning_rate_gives_the_discriminator_its_own_rate():
         train.config_from_args(train.parse_args(["vae_mnist", "--d_learning_rate", "1e-3"]))
 
 
+def test_final_lr_fraction_decays_both_players_rates_by_the_last_step():
+    from training import train
+    from zoo import registry
+
+    cfg = train.config_from_args(train.parse_args(["dcgan_mnist", "--final_lr_fraction", "0.1"]))
+    assert cfg.final_lr_fraction == 0.1  # the preset's is 1.0: constant
+    model = registry.build("dcgan_mnist", filters=4, latent_dim=4)
+    train.compile_model(model, cfg, steps_per_epoch=10)
+    for optimizer in (model.g_optimizer, model.d_optimizer):
+        schedule = optimizer._learning_rate
+        assert np.isclose(float(schedule(0)), cfg.learning_rate)
+        assert np.isclose(float(schedule(10 * cfg.epochs)), 0.1 * cfg.learning_rate)
+    assert "cosine-decayed to 0.1 of it" in model_card._optimizer_text(dataclasses.asdict(cfg))
+
+
 def test_averaging_momentum_warms_up_as_tf_exponential_moving_average():
     from training import train
 

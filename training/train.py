@@ -33,6 +33,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch_size", type=int)
     p.add_argument("--learning_rate", type=float)
+    p.add_argument("--final_lr_fraction", type=float, metavar="F",
+                   help="cosine-decay the learning rate to F times itself by the last step "
+                        "(default: the preset's; 1 keeps it constant)")
     p.add_argument("--d_learning_rate", type=float,
                    help="the discriminator's learning rate, if not --learning_rate (two time-scale "
                         "update rule; adversarial family)")
