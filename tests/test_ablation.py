@@ -11,7 +11,8 @@ from zoo import saving
 def test_every_variant_adds_its_technique():
     args = ablation.parse_args(["dcgan_mnist", "--epochs", "3"])
     argvs = {v: ablation.train_argv(args, v, "runs/x") for v in ablation.VARIANTS}
-    assert "ema_momentum=0.999" in argvs["ema"] and "spectral_norm=true" in argvs["spectral_norm"]
+    assert "ema_momentum=0.999" in argvs["ema"] and "ema_warmup=true" in argvs["ema"]
+    assert "spectral_norm=true" in argvs["spectral_norm"] and "ema_warmup=true" in argvs["all"]
     assert "r1_weight=10" in argvs["r1"] and argvs["ttur"][-2:] == ["--d_learning_rate", "4e-4"]
     assert argvs["minibatch"][-2:] == ["--set", "minibatch=discrimination"]
     assert all(flag in argvs["all"] for flag in ("ema_momentum=0.999", "spectral_norm=true",

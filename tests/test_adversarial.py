@@ -303,3 +303,22 @@ def test_the_averaged_generator_is_what_samples_and_exports(tmp_path):
     raw_images = tf.cast(tf.clip_by_value(tf.round((raw + 1) * 127.5), 0, 255), tf.uint8).numpy()
     assert not np.array_equal(served, raw_images)
     assert "moving average of the generator" in model.describe()
+
+
+def test_the_averaged_generator_warms_up_as_the_zoos_other_averages():
+    """ema_warmup: the first update copies the weights, the n-th uses min(m, (1 + n) / (10 + n))."""
+    keras.utils.set_random_seed(0)
+    model = adversarial.GAN(filters=4, latent_dim=8, ema_momentum=0.999, ema_warmup=True,
+                            name="dcgan_mnist")
+    model.compile()
+    _fit(model, steps=1)
+    for a, w in zip(model.ema_generator.weights, model.generator.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), w.numpy())  # not 0.999 x the initial weights
+    _fit(model, steps=2)
+    assert int(model.g_optimizer.iterations) == 3
+    before = [a.numpy().copy() for a in model.ema_generator.weights]
+    model.update_ema()  # as after the third update: n = 2 before it, m = 3 / 12
+    for a, old, w in zip(model.ema_generator.weights, before, model.generator.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), 0.25 * old + 0.75 * w.numpy(), rtol=1e-5, atol=1e-7)
+    assert "warmed up" in model.describe()
+    assert adversarial.GAN.from_config(model.get_config()).ema_warmup

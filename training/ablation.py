@@ -21,7 +21,8 @@ The variants:
 
 - ``plain``: the preset as it is;
 - ``ema``: sample from an exponential moving average of the generator's
-  weights, momentum 0.999 (Karras et al. 2018; Yazici et al. 2019);
+  weights, momentum 0.999 warmed up as the zoo's other averages (Karras et
+  al. 2018; Yazici et al. 2019);
 - ``spectral_norm``: spectrally normalized discriminator (Miyato et al. 2018);
 - ``r1``: R1 penalty on real images, gamma = 10 (Mescheder et al. 2018);
 - ``ttur``: the two time-scale update rule, generator 1e-4 and discriminator
@@ -43,7 +44,8 @@ from zoo import registry, saving
 
 VARIANTS = {
     "plain": ([], "the preset's settings"),
-    "ema": (["--set", "ema_momentum=0.999"], "averaged generator, momentum 0.999"),
+    "ema": (["--set", "ema_momentum=0.999", "--set", "ema_warmup=true"],
+            "averaged generator, momentum 0.999 (warmed up)"),
     "spectral_norm": (["--set", "spectral_norm=true"], "spectral normalization of D"),
     "r1": (["--set", "r1_weight=10"], "R1 penalty, gamma 10"),
     "ttur": (["--learning_rate", "1e-4", "--d_learning_rate", "4e-4"], "TTUR: G 1e-4, D 4e-4"),

@@ -24,7 +24,7 @@ from training import callbacks as cb
 from training import config as config_lib
 from training import data
 from training import strategy as strategy_lib
-from zoo import registry, saving
+from zoo import registry, saving, steps
 
 
 def parse_args(argv=None):
@@ -115,18 +115,7 @@ def _optimizer(cfg, updates, learning_rate=None):
     return optimizer
 
 
-def averaging_momentum(momentum, updates):
-    """The moving average's momentum for the update that follows ``updates`` others.
-
-    0 for the first (the average starts at the first step's weights, as in Keras),
-    then min(``momentum``, (1 + n) / (10 + n)): the warm-up of
-    ``tf.train.ExponentialMovingAverage(decay, num_updates=n)``. Early on the
-    average follows the weights closely and so forgets where training started;
-    it reaches ``momentum`` after about 9 / (1 - momentum) updates.
-    """
-    n = tf.cast(updates, tf.float32)
-    warm = tf.minimum(tf.constant(momentum, tf.float32), (1.0 + n) / (10.0 + n))
-    return tf.where(n > 0, warm, 0.0)
+averaging_momentum = steps.averaging_momentum  # the warm-up GANs' averaged generators share
 
 
 def _warm_up_average(optimizer):

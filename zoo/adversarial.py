@@ -251,6 +251,12 @@ class GAN(TwoPlayerModel):
             weights, updated after every generator step; the discriminator
             trains against the raw generator, everything else (validation,
             ``sample``, ``generate``, export) uses the average. 0: off.
+        ema_warmup: average with min(ema_momentum, (1 + n) / (10 + n)) after n
+            generator updates (``zoo.steps.averaging_momentum``, the warm-up of
+            ``tf.train.ExponentialMovingAverage`` and of the zoo's other averaged
+            models) instead of ema_momentum from the first step, so a short run's
+            average forgets the initial weights. False (the default) is what the
+            zoo's GANs exported before the option existed were trained with.
         spectral_norm: spectrally normalize the discriminator's kernels.
         r1_weight: gamma of the R1 penalty gamma / 2 ||grad_x D(x)||^2 on real
             images, added to the discriminator's loss. 0: off.
@@ -272,7 +278,8 @@ class GAN(TwoPlayerModel):
 
     def __init__(self, image_shape=(28, 28, 1), latent_dim=64, filters=64, loss="non_saturating",
                  d_steps=None, gp_weight=10.0, num_classes=0, minibatch="none", architecture="dcgan",
-                 seed=0, ema_momentum=0.0, spectral_norm=False, r1_weight=0.0, **kwargs):
+                 seed=0, ema_momentum=0.0, ema_warmup=False, spectral_norm=False, r1_weight=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= float(ema_momentum) < 1.0:
             raise ValueError(f"ema_momentum must be in [0, 1) (0: off), got {ema_momentum}")
@@ -300,6 +307,7 @@ class GAN(TwoPlayerModel):
         self.minibatch = minibatch
         self.seed = int(seed)
         self.ema_momentum = float(ema_momentum)
+        self.ema_warmup = bool(ema_warmup)
         self.spectral_norm = bool(spectral_norm)
         self.r1_weight = float(r1_weight)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
@@ -337,7 +345,10 @@ class GAN(TwoPlayerModel):
             parts.append(f"R1 penalty on real images, gamma = {self.r1_weight:g} (Mescheder et al. 2018).")
         if self.ema_momentum:
             parts.append(f"Samples come from an exponential moving average of the generator's weights "
-                         f"(momentum {self.ema_momentum:g}; Karras et al. 2018, Yazici et al. 2019).")
+                         f"(momentum {self.ema_momentum:g}"
+                         + (", warmed up as min(m, (1 + n) / (10 + n)) after n updates"
+                            if self.ema_warmup else "")
+                         + "; Karras et al. 2018, Yazici et al. 2019).")
         return parts
 
     # --------------------------------------------------------------- networks
@@ -422,10 +433,13 @@ class GAN(TwoPlayerModel):
         return network(z, training=training)
 
     def update_ema(self):
-        """ema <- m ema + (1 - m) w for every generator weight (batch-norm statistics too)."""
+        """ema <- m ema + (1 - m) w for every generator weight (batch-norm statistics too),
+        after a generator step; m warms up with ``ema_warmup``."""
         m = self.ema_momentum
+        if self.ema_warmup:  # n = the generator's updates before the one just applied
+            m = steps.averaging_momentum(m, self.g_optimizer.iterations - 1)
         for average, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
-            average.assign(m * average + (1.0 - m) * weight)
+            average.assign(tf.cast(m, average.dtype) * average + (1.0 - tf.cast(m, average.dtype)) * weight)
 
     def discriminate(self, x, labels=None, training=False):
         """Logits (B,) for images in [-1, 1]."""
@@ -459,7 +473,8 @@ class GAN(TwoPlayerModel):
                 "d_steps": self.d_steps, "gp_weight": self.gp_weight,
                 "num_classes": self.num_classes, "minibatch": self.minibatch,
                 "architecture": self.architecture, "seed": self.seed,
-                "ema_momentum": self.ema_momentum, "spectral_norm": self.spectral_norm,
+                "ema_momentum": self.ema_momentum, "ema_warmup": self.ema_warmup,
+                "spectral_norm": self.spectral_norm,
                 "r1_weight": self.r1_weight}
 
     @property

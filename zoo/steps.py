@@ -25,6 +25,20 @@ def replica_loss(optimizer, loss):
     return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
 
 
+def averaging_momentum(momentum, updates):
+    """The moving average's momentum for the update that follows ``updates`` others.
+
+    0 for the first (the average starts at the first step's weights, as in Keras),
+    then min(``momentum``, (1 + n) / (10 + n)): the warm-up of
+    ``tf.train.ExponentialMovingAverage(decay, num_updates=n)``. Early on the
+    average follows the weights closely and so forgets where training started;
+    it reaches ``momentum`` after about 9 / (1 - momentum) updates.
+    """
+    n = tf.cast(updates, tf.float32)
+    warm = tf.minimum(tf.constant(momentum, tf.float32), (1.0 + n) / (10.0 + n))
+    return tf.where(n > 0, warm, 0.0)
+
+
 def validation_batch(data):
     """(``data`` with at least one example, its number of examples as float32).
 
