@@ -124,7 +124,7 @@ PRESET_DEFAULTS = {
                              final_lr_fraction=1.0),
     "wgan_gp_fashion_mnist": dict(epochs=5, batch_size=64, learning_rate=1e-4, adam_beta_1=0.0,
                                   adam_beta_2=0.9, final_lr_fraction=1.0),
-    "began_mnist": dict(epochs=20, batch_size=64, learning_rate=1e-4, adam_beta_1=0.5,
+    "began_mnist": dict(epochs=10, batch_size=64, learning_rate=1e-4, adam_beta_1=0.5,
                         final_lr_fraction=1.0),
     "classifier_mnist": dict(epochs=8, batch_size=128, learning_rate=1e-3),
     "classifier_fashion_mnist": dict(epochs=15, batch_size=128, learning_rate=1e-3),
