@@ -121,10 +121,10 @@ def test_unpack_refuses_weights_of_another_model(tmp_path):
 
 
 def test_schedule_and_average_match_the_training_commands():
-    from training import train
+    from zoo import steps
     assert pj.cosine_rate(1.0, 0.0, 0.05) == pytest.approx(1.0)
     assert pj.cosine_rate(1.0, 1.0, 0.05) == pytest.approx(0.05)
     assert pj.cosine_rate(1.0, 0.01, 0.05, warmup_fraction=0.02) == pytest.approx(0.5)
     for n in (0, 1, 5, 100, 10_000):
         assert pj.averaging_momentum(0.999, n) == pytest.approx(
-            float(train.averaging_momentum(0.999, n)))
+            float(steps.averaging_momentum(0.999, n)))

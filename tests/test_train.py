@@ -320,7 +320,7 @@ def test_final_lr_fraction_decays_both_players_rates_by_the_last_step():
 
 
 def test_averaging_momentum_warms_up_as_tf_exponential_moving_average():
-    from training import train
+    from zoo import steps
 
-    got = [float(train.averaging_momentum(0.999, n)) for n in (0, 1, 90, 8990, 10**6)]
+    got = [float(steps.averaging_momentum(0.999, n)) for n in (0, 1, 90, 8990, 10**6)]
     np.testing.assert_allclose(got, [0.0, 2 / 11, 0.91, 8991 / 9000, 0.999], rtol=1e-6)

@@ -273,7 +273,7 @@ def unpack(args):
 
 # ------------------------------------------------------------------ training (JAX side)
 def averaging_momentum(momentum, updates):
-    """``training.train.averaging_momentum``: 0, then min(M, (1 + n) / (10 + n))."""
+    """``zoo.steps.averaging_momentum``: 0, then min(M, (1 + n) / (10 + n))."""
     if updates == 0:
         return 0.0
     return min(momentum, (1.0 + updates) / (10.0 + updates))

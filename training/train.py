@@ -115,11 +115,8 @@ def _optimizer(cfg, updates, learning_rate=None):
     return optimizer
 
 
-averaging_momentum = steps.averaging_momentum  # the warm-up GANs' averaged generators share
-
-
 def _warm_up_average(optimizer):
-    """Makes ``optimizer``'s Polyak average use ``averaging_momentum``.
+    """Makes ``optimizer``'s Polyak average use ``zoo.steps.averaging_momentum``.
 
     Keras applies one momentum from the first step on, so a run shorter than a
     few times 1 / (1 - M) steps ends with part of its initial weights in the
@@ -127,7 +124,7 @@ def _warm_up_average(optimizer):
     Keras class it is, and a saved model loads without genzoo.
     """
     def update(trainable_variables):
-        momentum = averaging_momentum(optimizer.ema_momentum, optimizer.iterations)
+        momentum = steps.averaging_momentum(optimizer.ema_momentum, optimizer.iterations)
         for var, average in zip(trainable_variables, optimizer._model_variables_moving_average,
                                 strict=True):
             if average is not None:

@@ -439,7 +439,8 @@ class GAN(TwoPlayerModel):
         if self.ema_warmup:  # n = the generator's updates before the one just applied
             m = steps.averaging_momentum(m, self.g_optimizer.iterations - 1)
         for average, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
-            average.assign(tf.cast(m, average.dtype) * average + (1.0 - tf.cast(m, average.dtype)) * weight)
+            keep = tf.cast(m, average.dtype)
+            average.assign(keep * average + (1.0 - keep) * weight)
 
     def discriminate(self, x, labels=None, training=False):
         """Logits (B,) for images in [-1, 1]."""

@@ -120,9 +120,9 @@ PRESETS = {
     ),
     "began_mnist": Preset(
         adversarial.BEGAN, "mnist", "float11",
-        # gamma 1, not the paper's 0.5: an MNIST digit's mean L1 reconstruction error grows
-        # with its ink, and at 0.5 (L(G(z)) held at half L(x)) the generator drew only ones
-        # (FID 798, recall 0.04 after 20 epochs, session note of 2026-12-04).
+        # gamma 1, not the paper's 0.5: at 0.5 (L(G(z)) held at half L(x)) the generator drew
+        # only ones (FID 798, recall 0.04 after 20 epochs, session note of 2026-12-04); our
+        # reading, not measured: thin digits are the cheapest to reconstruct.
         dict(_MNIST, latent_dim=64, filters=32, gamma=1.0),
         description="BEGAN (autoencoder discriminator, gamma 1), MNIST",
     ),
