@@ -182,8 +182,9 @@ diff = max(float(np.max(np.abs(a.numpy() - b.numpy())))
            for a, b in zip(one.trainable_weights, two.trainable_weights))
 print("EQUIV", diff, moved, logs_one["d_loss"][0], logs_two["d_loss"][0])
 
-# the training techniques: spectral normalization, R1, the generator's average
-techniques = dict(loss="non_saturating", spectral_norm=True, r1_weight=1.0, ema_momentum=0.5)
+# the training techniques: spectral normalization, R1, the generator's average, InfoGAN's code
+techniques = dict(loss="non_saturating", spectral_norm=True, r1_weight=1.0, ema_momentum=0.5,
+                  latent_code=3)
 one, _, moved = step(tf.distribute.get_strategy(), **techniques)
 two, _, _ = step(mirrored, **techniques)
 diff = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one.weights, two.weights))
@@ -225,7 +226,7 @@ def test_wgan_gp_under_mirrored_strategy_and_mixed_precision(tmp_path):
     # replicas take 8 each.
     assert float(lines["EQUIV"][0]) < 1e-5 and float(lines["EQUIV"][1]) > 1e-3, lines["EQUIV"]
     assert lines["SEEDS"] == ["True"] and lines["VAESEEDS"] == ["True"]
-    # spectral normalization, R1 and the generator's average: the same under both strategies
+    # spectral normalization, R1, the generator's average and the code: the same under both strategies
     assert float(lines["TECHNIQUES"][0]) < 1e-5 and float(lines["TECHNIQUES"][1]) > 1e-3, lines["TECHNIQUES"]
     assert lines["MIXED"] == ["LossScaleOptimizer", "LossScaleOptimizer", "float16", "float32",
                               "float32", "True", "True", "10"], lines["MIXED"]
@@ -322,3 +323,43 @@ def test_the_averaged_generator_warms_up_as_the_zoos_other_averages():
         np.testing.assert_allclose(a.numpy(), 0.25 * old + 0.75 * w.numpy(), rtol=1e-5, atol=1e-7)
     assert "warmed up" in model.describe()
     assert adversarial.GAN.from_config(model.get_config()).ema_warmup
+
+
+def test_the_categorical_code_is_uniform_drives_the_generator_and_is_recovered_by_q():
+    """InfoGAN (Chen et al. 2016): c(z) uniform over K, fed to G; D's Q head is trained on
+    -log Q(c | G(z)), which enters both players' losses with info_weight."""
+    keras.utils.set_random_seed(0)
+    model = adversarial.GAN(filters=4, latent_dim=8, latent_code=4, info_weight=2.0)
+    assert model.generator.input_shape == (None, 12) and model.discriminator.output_shape == (None, 5)
+    z = tf.random.stateless_normal([40000, 8], seed=[1, 2])
+    shares = np.bincount(model.code(z).numpy(), minlength=4) / 40000
+    np.testing.assert_allclose(shares, 0.25, atol=0.01)  # argmax of iid normals: uniform
+    # the code changes the image: same z but the argmax moved to another entry
+    z = tf.constant([[2.0, 0.0, 0.0, 0.0, 0.5, -0.5, 1.0, 0.0]])
+    moved = tf.constant([[0.0, 2.0, 0.0, 0.0, 0.5, -0.5, 1.0, 0.0]])
+    one_hot = model.generator.predict(tf.concat([moved, tf.one_hot([0], 4)], -1), verbose=0)
+    np.testing.assert_allclose(model.generate(z).numpy(),
+                               model.generator(tf.concat([z, tf.one_hot([0], 4)], -1)).numpy(), rtol=1e-6)
+    assert np.abs(model.generate(moved).numpy() - one_hot).max() > 1e-4
+    # the information term: the cross-entropy of Q's logits for G(z) against c(z)
+    z = tf.random.stateless_normal([6, 8], seed=[5, 6])
+    fake = model.generate(z, training=True)
+    logits, code_logits = model.discriminate_and_code(fake, training=True)
+    want = -tf.gather(tf.nn.log_softmax(code_logits), model.code(z), batch_dims=1)
+    np.testing.assert_allclose(model.information_loss(z, code_logits).numpy(), want.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(model.discriminate(fake, training=True).numpy(), logits.numpy(), rtol=1e-6)
+    # training lowers it: Q learns to read the code off G's images
+    z = tf.random.stateless_normal([256, 8], seed=[7, 8])
+
+    def information():
+        return float(tf.reduce_mean(model.information_loss(z, model.discriminate_and_code(model.generate(z))[1])))
+
+    before = information()
+    assert abs(before - np.log(4)) < 0.3, before  # chance: log K
+    model.compile(d_optimizer=keras.optimizers.Adam(2e-3), g_optimizer=keras.optimizers.Adam(2e-3))
+    history = model.fit(np.zeros((8 * 40, 28, 28, 1), np.float32), batch_size=8, epochs=2, verbose=0)
+    assert information() < 0.5 * before and len(history.history["info"]) == 2, (before, information())
+    assert "categorical code" in model.describe()
+    assert adversarial.GAN.from_config(model.get_config()).latent_code == 4
+    with pytest.raises(ValueError, match="latent_code"):
+        adversarial.GAN(latent_dim=8, latent_code=9)

@@ -103,6 +103,13 @@ def test_gan_cards_show_the_ablation(name):
     assert "| real-data floor | training vs test images | 2.10 |" in card and "2 epochs" in card
     assert ("Measured on this preset" in card) == (name == "dcgan_mnist")
     assert "Training techniques" not in model_card(RESULTS, TRAIN_INFO, DESCRIPTION)
+    # rows measured by two commands: both named
+    runs = [dict(command="python -m training.ablation dcgan_mnist --epochs 2", variants=["plain"],
+                 wall_time_s=60),
+            dict(command="python -m training.ablation dcgan_mnist --epochs 2 --variants ema",
+                 variants=["ema"], wall_time_s=40)]
+    card = model_card(RESULTS, TRAIN_INFO, dict(DESCRIPTION, name=name, ablation=dict(ABLATION, runs=runs)))
+    assert (f"`{runs[0]['command']}` (plain; 60 s), then `{runs[1]['command']}` (ema; 40 s)" in card)
 
 
 @pytest.mark.slow

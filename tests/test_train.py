@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import ROOT, read_history, run_main, run_module
-from training import model_card
+from training import config as config_lib
+from training import model_card, train
 from zoo import saving
 
 # Settings shared by the strategy runs: plain SGD so that a wrong gradient scale
@@ -324,3 +326,34 @@ def test_averaging_momentum_warms_up_as_tf_exponential_moving_average():
 
     got = [float(steps.averaging_momentum(0.999, n)) for n in (0, 1, 90, 8990, 10**6)]
     np.testing.assert_allclose(got, [0.0, 2 / 11, 0.91, 8991 / 9000, 0.999], rtol=1e-6)
+
+
+def test_init_networks_copies_only_the_named_networks(tmp_path):
+    """A pix2pix's generator into one with another discriminator (d_norm): the generator is the
+    source's, the discriminator keeps its fresh weights; a missing or different network is an
+    error naming it."""
+    from zoo import translation
+
+    keras.utils.set_random_seed(0)
+    source = translation.Pix2Pix(source_shape=(7, 7, 1), filters=4, d_filters=4)
+    source.save(tmp_path / "source.keras")
+    keras.utils.set_random_seed(1)
+    target = translation.Pix2Pix(source_shape=(7, 7, 1), filters=4, d_filters=4, d_norm="none")
+    fresh_d = [w.numpy().copy() for w in target.discriminator.weights]
+    with pytest.raises(train.InitFromError, match="architectures must match"):
+        train.initialize_from(target, tmp_path / "source.keras")
+    start = train.initialize_from(target, tmp_path / "source.keras", networks=("generator",))
+    assert start["networks"] == ["generator"]
+    for a, b in zip(source.generator.weights, target.generator.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(fresh_d, target.discriminator.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+    with pytest.raises(train.InitFromError, match="'generator_ab' is not a network"):
+        train.initialize_from(target, tmp_path / "source.keras", networks=("generator_ab",))
+    wider = translation.Pix2Pix(source_shape=(7, 7, 1), filters=6, d_filters=4)
+    with pytest.raises(train.InitFromError, match="the generator at"):
+        train.initialize_from(wider, tmp_path / "source.keras", networks=("generator",))
+    lines = model_card._init_from_lines(dict(epochs_done=1, init_from=dict(start, train_info=None)))
+    assert "`--init_networks`: only its generator" in lines[0]
+    with pytest.raises(ValueError, match="init_networks needs init_from"):
+        config_lib.TrainConfig(preset="pix2pix_superres_mnist", init_networks=("generator",))

@@ -100,6 +100,27 @@ def test_patchgan_gives_a_logit_per_patch_and_reads_the_source():
     assert not np.allclose(logits, d([-source, image]))  # conditional: the source counts
 
 
+
+def test_instance_norm_leaves_the_patchgan_blind_to_contrast_and_d_norm_none_does_not():
+    """Why ``d_norm="none"``: with instance norm, D scores an image and the same image at half its
+    contrast alike (fresh D: zero biases, leaky ReLUs, so each layer scales with its input and the
+    norm divides the scale out); without it, the logits scale with the contrast."""
+    image = tf.constant(RNG.uniform(-1, 1, (2, 28, 28, 1)), tf.float32)
+    keras.utils.set_random_seed(0)
+    blind = translation.patch_discriminator((28, 28, 1), 4)
+    np.testing.assert_allclose(blind(0.5 * image), blind(image), rtol=1e-3, atol=1e-3)
+    keras.utils.set_random_seed(0)
+    seeing = translation.patch_discriminator((28, 28, 1), 4, norm="none")
+    assert not any(isinstance(layer, keras.layers.GroupNormalization) for layer in seeing.layers)
+    np.testing.assert_allclose(seeing(0.5 * image), 0.5 * seeing(image), rtol=1e-4, atol=1e-5)
+    assert np.abs(seeing(image)).max() > 1e-2
+    with pytest.raises(ValueError, match="d_norm"):
+        translation.patch_discriminator((28, 28, 1), 4, norm="batch")
+    model = translation.CycleGAN(filters=4, d_filters=4, d_norm="none")
+    assert "none in the discriminators" in model.describe()
+    assert translation.CycleGAN.from_config(model.get_config()).d_norm == "none"
+
+
 # ------------------------------------------------------------------ pix2pix
 def _pix2pix(**kwargs):
     keras.utils.set_random_seed(0)

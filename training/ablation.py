@@ -1,6 +1,6 @@
 """GAN training techniques one at a time: an ablation table from one command.
 
-    python -m training.ablation dcgan_mnist [--variants plain,ema,spectral_norm,r1,ttur,minibatch,all]
+    python -m training.ablation dcgan_mnist [--variants plain,ema,spectral_norm,r1,ttur,minibatch,code,all]
         [--epochs N] [--samples 10000] [--output_dir runs/ablation] [--out FILE]
         [--set KEY=JSON ...] [--steps_per_epoch N] [--train_examples N] [--batch_size B]
         [--data_dir DIR]
@@ -15,7 +15,12 @@ classifier's features (``training.evaluate.sample_quality``: FID, KID,
 precision, recall, mode coverage, beside the real-data floor) and writes a
 Markdown table to ``--out`` (default ``docs/ablation_<preset>.md``) naming
 this command, and the same figures beside it as JSON (``.json``), which
-``training.evaluate`` puts into the adversarial models' cards.
+``training.evaluate`` puts into the adversarial models' cards. Rows of
+variants not named in ``--variants`` are kept from the record already at
+``--out`` when it was measured with the same settings (preset, seed, epochs,
+samples, ``--set`` and data options), so a new technique's row can be added
+without retraining the others; the table then names every command that made
+its rows.
 
 The variants:
 
@@ -29,7 +34,10 @@ The variants:
   4e-4 (Heusel et al. 2017; the rates of Zhang et al. 2019, sec. 5);
 - ``minibatch``: minibatch discrimination in D (Salimans et al. 2016, sec.
   3.2), the lecture's remedy for mode collapse;
-- ``all``: every technique above together.
+- ``code``: InfoGAN's 10-way categorical latent code, recovered by a second
+  head of D (Chen et al. 2016), so G can switch between digit classes;
+- ``all``: ema, spectral_norm, r1, ttur and minibatch together (the row
+  predates ``code``).
 """
 import argparse
 import json
@@ -50,10 +58,13 @@ VARIANTS = {
     "r1": (["--set", "r1_weight=10"], "R1 penalty, gamma 10"),
     "ttur": (["--learning_rate", "1e-4", "--d_learning_rate", "4e-4"], "TTUR: G 1e-4, D 4e-4"),
     "minibatch": (["--set", "minibatch=discrimination"], "minibatch discrimination in D"),
+    "code": (["--set", "latent_code=10"], "InfoGAN's 10-way categorical code"),
 }
 VARIANTS["all"] = ([flag for name in ("ema", "spectral_norm", "r1", "ttur", "minibatch")
                     for flag in VARIANTS[name][0]],
-                   "all of the above")
+                   "ema to minibatch together")
+SETTINGS = ("preset", "seed", "epochs", "samples", "set", "steps_per_epoch", "train_examples",
+            "batch_size")  # what rows measured by different commands must share
 
 
 def parse_args(argv=None):
@@ -97,15 +108,30 @@ def finished(folder):
     return (folder / "train_info.json").exists() and not (folder / "backup").exists()
 
 
-def table(rows):
-    """Markdown lines for [(variant, what it adds, quality)], the floor last."""
-    return model_card.ablation_table([(v, adds, q["model"]) for v, adds, q in rows], rows[0][2]["floor"])
+def settings(args):
+    """The settings a record's rows were measured with (``SETTINGS``), from the arguments."""
+    return {key: list(args.set) if key == "set" else getattr(args, key) for key in SETTINGS}
+
+
+def earlier_record(path, args):
+    """The record at ``path`` when its settings are ``args``'s (a missing key: the default),
+    else None; its ``runs`` list each command that measured rows (older records: one)."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    defaults = {key: [] if key == "set" else None for key in SETTINGS}
+    if any(record.get(key, defaults[key]) != value for key, value in settings(args).items()):
+        return None
+    record.setdefault("runs", [dict(command=record["command"], wall_time_s=record["wall_time_s"],
+                                    variants=[r["variant"] for r in record["rows"]])])
+    return record
 
 
 def main(argv=None):
     args = parse_args(argv)
     preset = registry.get_preset(args.preset)
     base = pathlib.Path(args.output_dir) / args.preset
+    out = pathlib.Path(args.out or f"docs/ablation_{args.preset}.md")
     start, rows = time.time(), []
     for variant in args.variants.split(","):
         folder = base / variant
@@ -118,20 +144,32 @@ def main(argv=None):
         rows.append((variant, VARIANTS[variant][1], quality))
         print(f"{variant}: FID {quality['model']['fid']:.2f}", file=sys.stderr, flush=True)
     command = shlex.join(["python", "-m", "training.ablation", *(sys.argv[1:] if argv is None else argv)])
+    this_run = dict(command=command, wall_time_s=round(time.time() - start),
+                    variants=[v for v, _, _ in rows])
+    measured = {v: dict(variant=v, adds=adds, model=q["model"]) for v, adds, q in rows}
+    earlier = earlier_record(out.with_suffix(".json"), args)
+    runs = [this_run]
+    if earlier is not None:
+        kept = {r["variant"]: r for r in earlier["rows"] if r["variant"] not in measured}
+        measured = {**kept, **measured}
+        runs = [dict(r, variants=[v for v in r["variants"] if v in kept])
+                for r in earlier["runs"]] + runs
+        runs = [r for r in runs if r["variants"]]
+    record = dict(settings(args), command=runs[-1]["command"], runs=runs,
+                  wall_time_s=sum(r["wall_time_s"] for r in runs),
+                  classifier=rows[0][2]["classifier"], floor=rows[0][2]["floor"],
+                  rows=[dict(measured[v], adds=VARIANTS[v][1]) for v in VARIANTS if v in measured])
     lines = [f"# {args.preset}: GAN training techniques, one at a time", "",
-             f"Made by `{command}` in {time.time() - start:.0f} s: each variant trained from the same "
+             f"Made by {model_card.ablation_commands(record)}: each variant trained from the same "
              f"seed ({args.seed}) with the preset's settings plus what its row adds, run folders "
              f"under `{base}`; {args.samples} samples per variant against the 10,000 test images "
-             f"on the features of `exported/{rows[0][2]['classifier']}`.", ""] + table(rows) + [""]
+             f"on the features of `exported/{rows[0][2]['classifier']}`.", ""]
+    lines += model_card.ablation_table([(r["variant"], r["adds"], r["model"]) for r in record["rows"]],
+                                       record["floor"]) + [""]
     text = "\n".join(lines)
     print(text)
-    out = pathlib.Path(args.out or f"docs/ablation_{args.preset}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    record = dict(preset=args.preset, command=command, wall_time_s=round(time.time() - start),
-                  seed=args.seed, samples=args.samples, epochs=args.epochs,
-                  classifier=rows[0][2]["classifier"], floor=rows[0][2]["floor"],
-                  rows=[dict(variant=v, adds=adds, model=q["model"]) for v, adds, q in rows])
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))
 
 

@@ -39,6 +39,9 @@ class TrainConfig:
         init_grow: with ``init_from``, the model there may have fewer layers (a
             PixelRNN's ``num_blocks``): it fills the first ones and the others
             start as the identity (``zoo.pixelrnn``'s ``grow_from``).
+        init_networks: with ``init_from``, copy only these sub-networks (model
+            attributes, e.g. ("generator",)), each of which must match; the
+            others keep their fresh weights. Empty: the whole model.
         ema_momentum: keep an exponential moving average of the weights with
             this momentum (Polyak averaging, as PixelCNN++ does: Salimans et
             al. 2017, sec. 3) and validate, checkpoint and finish with it;
@@ -72,12 +75,16 @@ class TrainConfig:
     model_overrides: tuple = ()
     init_from: str | None = None
     init_grow: bool = False
+    init_networks: tuple = ()
     ema_momentum: float | None = None
     ema_warmup: bool = True
 
     def __post_init__(self):
         if self.init_grow and not self.init_from:
             raise ValueError("init_grow needs init_from: the model to grow")
+        if self.init_networks and (not self.init_from or self.init_grow):
+            raise ValueError("init_networks needs init_from (and not init_grow): where to copy "
+                             "the networks from")
         if self.ema_momentum is not None and not 0.0 < self.ema_momentum < 1.0:
             raise ValueError(f"ema_momentum must be in (0, 1), got {self.ema_momentum}")
 

@@ -106,6 +106,15 @@ def ablation_table(rows, floor):
     return lines + ["| real-data floor | training vs test images | " + cells(floor)]
 
 
+def ablation_commands(record):
+    """The commands that measured an ablation record's rows, with their wall times (Markdown)."""
+    runs = record.get("runs") or [dict(command=record["command"], wall_time_s=record["wall_time_s"])]
+    if len(runs) == 1:
+        return f"`{runs[0]['command']}` ({runs[0]['wall_time_s']} s)"
+    return ", then ".join(f"`{r['command']}` ({', '.join(r['variants'])}; {r['wall_time_s']} s)"
+                          for r in runs)
+
+
 def _ablation_lines(ablation, name):
     """The GAN training techniques one at a time (``training.ablation``'s record), if measured."""
     if not ablation:
@@ -114,7 +123,7 @@ def _ablation_lines(ablation, name):
     lines = ["## Training techniques, one at a time", "",
              ("Measured on this preset" if own else f"Measured on `{ablation['preset']}`, the "
               "zoo's reference GAN (which of them this model used: its training command above)") +
-             f" by `{ablation['command']}` ({ablation['wall_time_s']} s): each variant trained "
+             f" by {ablation_commands(ablation)}: each variant trained "
              + (f"{ablation['epochs']} epochs" if ablation["epochs"] else "the preset's epochs")
              + f" from the same seed, "
              f"{ablation['samples']} samples each on the features of "
@@ -220,6 +229,9 @@ def _init_from_lines(train_info):
         if start.get("grown_from_blocks"):
             head += (f" (`--init_grow`: its {start['grown_from_blocks']} layers fill the first ones; "
                      "the layers added after them started as the identity, zero residual outputs)")
+        if start.get("networks"):
+            head += (f" (`--init_networks`: only its {', '.join(start['networks'])}; the other "
+                     "networks started from fresh weights)")
         if not base:
             lines.append(f"{head}: weights with no training record beside them")
             total = None

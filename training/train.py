@@ -3,7 +3,8 @@
     python -m training.train vae_mnist [--epochs N] [--batch_size B]
         [--learning_rate LR] [--seed S] [--output_dir DIR]
         [--strategy default|mirrored|multi_worker|tpu] [--data_dir DIR]
-        [--dtype_policy float32|mixed_bfloat16|mixed_float16] [--init_from PATH [--init_grow]]
+        [--dtype_policy float32|mixed_bfloat16|mixed_float16]
+        [--init_from PATH [--init_grow | --init_networks NAME,...]]
 
 The output folder gets ``model.keras`` (saved every epoch), ``backup/`` (so a
 killed run started again with the same command resumes from its last finished
@@ -58,6 +59,11 @@ def parse_args(argv=None):
                    help="with --init_from: the model there may have fewer layers (a PixelRNN's "
                         "num_blocks); they are copied into the first ones and the rest start as the "
                         "identity, so training continues from the same function, deeper")
+    p.add_argument("--init_networks", metavar="NAME,...",
+                   type=lambda text: tuple(n for n in text.split(",") if n),
+                   help="with --init_from: copy only these networks of the model there (e.g. "
+                        "generator or generator_ab,generator_ba: a GAN's generators with fresh "
+                        "discriminators); each must match, the rest start fresh")
     p.add_argument("--ema_momentum", type=float, metavar="M",
                    help="validate, checkpoint and finish with an exponential moving average of "
                         "the weights (Polyak averaging), e.g. 0.999; 0 turns off a preset's; "
@@ -148,7 +154,7 @@ class InitFromError(ValueError):
     """``--init_from`` names no loadable model, or one of another architecture."""
 
 
-def initialize_from(model, path, grow=False):
+def initialize_from(model, path, grow=False, networks=()):
     """Copies the weights of the model at ``path`` into ``model``; returns where it started.
 
     ``path``: a run folder, a .keras file or an exported version. The result,
@@ -157,7 +163,9 @@ def initialize_from(model, path, grow=False):
     the model was trained on before. With ``grow``, the model at ``path`` may
     be shallower: ``model.grow_from`` (the PixelRNNs) copies it into the first
     layers and starts the others as the identity, and the result also holds
-    ``grown_from_blocks``, the source's depth.
+    ``grown_from_blocks``, the source's depth. With ``networks``, only those
+    sub-networks (attributes of both models) are copied, each of which must
+    match, and the result also holds ``networks``.
     """
     try:
         source = saving.load_trained(path)
@@ -172,6 +180,19 @@ def initialize_from(model, path, grow=False):
             start["grown_from_blocks"] = model.grow_from(source)
         except ValueError as err:
             raise InitFromError(f"--init_from {path} --init_grow: {err}") from err
+        return start
+    if networks:
+        for name in networks:
+            mine, theirs = getattr(model, name, None), getattr(source, name, None)
+            if not isinstance(mine, keras.Model) or not isinstance(theirs, keras.Model):
+                raise InitFromError(f"--init_networks: {name!r} is not a network of both "
+                                    f"{type(model).__name__} and the model at {path}")
+            have = [tuple(w.shape) for w in theirs.weights]
+            if have != [tuple(w.shape) for w in mine.weights]:
+                raise InitFromError(f"--init_networks: the {name} at {path} has other weights "
+                                    f"than this run's ({len(have)} arrays: {have[:3]} ...)")
+            mine.set_weights(theirs.get_weights())
+        start["networks"] = list(networks)
         return start
     have, want = saving.architecture(source, True), saving.architecture(model, True)
     if have != want:
@@ -221,7 +242,7 @@ def train(cfg, verbose=1, command=None):
             model = registry.build(cfg.preset, **dict(cfg.model_overrides))
             compile_model(model, cfg, steps)
             # A resumed run's backup, restored when fit starts, overrides these weights.
-            start = (initialize_from(model, cfg.init_from, cfg.init_grow)
+            start = (initialize_from(model, cfg.init_from, cfg.init_grow, cfg.init_networks)
                      if cfg.init_from else None)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

@@ -260,6 +260,16 @@ class GAN(TwoPlayerModel):
         spectral_norm: spectrally normalize the discriminator's kernels.
         r1_weight: gamma of the R1 penalty gamma / 2 ||grad_x D(x)||^2 on real
             images, added to the discriminator's loss. 0: off.
+        latent_code: K > 1 adds InfoGAN's categorical latent code: c(z) = the
+            argmax of z's first K entries (uniform over the K categories when
+            z ~ N(0, I), so ``sample`` and ``generate`` keep their contract) is
+            fed to G as a one-hot beside z, and D gets a second head Q with K
+            logits trained, with G, to recover c from G(z). G can then jump
+            between disconnected modes (digit classes) at the code's boundaries
+            instead of drawing in-between shapes. 0: off.
+        info_weight: lambda of the code's cross-entropy -E[log Q(c | G(z))]
+            in both players' losses (the variational bound of the mutual
+            information I(c; G(z)); InfoGAN: 1 for discrete codes).
 
     References:
         Goodfellow et al. 2014, "Generative Adversarial Nets", Algorithm 1.
@@ -271,6 +281,9 @@ class GAN(TwoPlayerModel):
         Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training".
         spectral_norm: Miyato et al. 2018, "Spectral Normalization for GANs".
         r1_weight: Mescheder et al. 2018, eq. (9).
+        latent_code: Chen et al. 2016, "InfoGAN: Interpretable Representation
+        Learning by Information Maximizing GANs", eq. (5) and sec. 6 (a
+        10-way code on MNIST).
     """
 
     serving_note = ("`generate(latents)` maps z to images, `sample(seed)` draws z ~ N(0, I) per "
@@ -279,7 +292,7 @@ class GAN(TwoPlayerModel):
     def __init__(self, image_shape=(28, 28, 1), latent_dim=64, filters=64, loss="non_saturating",
                  d_steps=None, gp_weight=10.0, num_classes=0, minibatch="none", architecture="dcgan",
                  seed=0, ema_momentum=0.0, ema_warmup=False, spectral_norm=False, r1_weight=0.0,
-                 **kwargs):
+                 latent_code=0, info_weight=1.0, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= float(ema_momentum) < 1.0:
             raise ValueError(f"ema_momentum must be in [0, 1) (0: off), got {ema_momentum}")
@@ -299,6 +312,13 @@ class GAN(TwoPlayerModel):
                                         or self.image_shape[1] % 4):
             raise ValueError(f"image height and width must be divisible by 4, got {self.image_shape}")
         self.latent_dim = int(latent_dim)
+        self.latent_code = int(latent_code)
+        if self.latent_code and not 2 <= self.latent_code <= self.latent_dim:
+            raise ValueError(f"latent_code must be 0 (off) or between 2 and latent_dim = "
+                             f"{self.latent_dim}, got {latent_code}")
+        if float(info_weight) < 0.0:
+            raise ValueError(f"info_weight must be >= 0, got {info_weight}")
+        self.info_weight = float(info_weight)
         self.filters = int(filters)
         self.loss_kind = loss
         self.d_steps = int(d_steps) if d_steps is not None else (5 if loss == "wgan_gp" else 1)
@@ -315,6 +335,7 @@ class GAN(TwoPlayerModel):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.real_tracker = keras.metrics.Mean(name="d_real")
         self.fake_tracker = keras.metrics.Mean(name="d_fake")
+        self.info_tracker = keras.metrics.Mean(name="info") if self.latent_code else None
         self.generator = self._make_generator()
         # The averaged generator: what sampling, validation and export use (None: off).
         self.ema_generator = self._make_generator("generator_ema") if self.ema_momentum else None
@@ -343,6 +364,11 @@ class GAN(TwoPlayerModel):
             parts.append("Spectral normalization of the discriminator's kernels (Miyato et al. 2018).")
         if self.r1_weight:
             parts.append(f"R1 penalty on real images, gamma = {self.r1_weight:g} (Mescheder et al. 2018).")
+        if self.latent_code:
+            parts.append(f"A {self.latent_code}-way categorical code c = argmax of z's first "
+                         f"{self.latent_code} entries goes to G as a one-hot; D's second head "
+                         f"recovers it (InfoGAN's information term x {self.info_weight:g}; "
+                         "Chen et al. 2016).")
         if self.ema_momentum:
             parts.append(f"Samples come from an exponential moving average of the generator's weights "
                          f"(momentum {self.ema_momentum:g}"
@@ -364,9 +390,19 @@ class GAN(TwoPlayerModel):
 
     def _make_generator(self, name="generator"):
         if self.architecture == "mlp":
-            return self._make_mlp(self.latent_dim + self.num_classes, self.image_shape[0], name)
-        z = keras.Input((self.latent_dim + self.num_classes,), name="z")
+            return self._make_mlp(self.generator_inputs, self.image_shape[0], name)
+        z = keras.Input((self.generator_inputs,), name="z")
         return keras.Model(z, self._upsample(z), name=name)
+
+    @property
+    def generator_inputs(self):
+        """The width of G's input: z, the code's one-hot, the label's one-hot."""
+        return self.latent_dim + self.latent_code + self.num_classes
+
+    @property
+    def d_outputs(self):
+        """D's output units: the logit, then Q's code logits."""
+        return 1 + self.latent_code
 
     def _upsample(self, z):
         """The DCGAN generator's layers on ``z`` (noise and any conditioning): images in [-1, 1]."""
@@ -411,15 +447,20 @@ class GAN(TwoPlayerModel):
 
     def _make_discriminator(self):
         if self.architecture == "mlp":
-            return self._make_mlp(self.image_shape[0] + self.num_classes, 1, "discriminator", True)
+            return self._make_mlp(self.image_shape[0] + self.num_classes, self.d_outputs,
+                                  "discriminator", True)
         image, x = self._conv_stack(lambda: keras.layers.LeakyReLU(0.2))
         if self.minibatch == "stddev":
             x = MinibatchStddev()(x)
         x = keras.layers.Flatten()(x)
         if self.minibatch == "discrimination":
             x = MinibatchDiscrimination()(x)
-        out = self._normalized(keras.layers.Dense(1, dtype="float32"))(x)
+        out = self._normalized(keras.layers.Dense(self.d_outputs, dtype="float32"))(x)
         return keras.Model(image, out, name="discriminator")
+
+    def code(self, z):
+        """The categorical code of latents (B, latent_dim): argmax of the first K entries, int32."""
+        return tf.argmax(z[:, :self.latent_code], axis=-1, output_type=tf.int32)
 
     def generate(self, z, labels=None, training=False):
         """Images in [-1, 1] from latents (B, latent_dim).
@@ -427,6 +468,8 @@ class GAN(TwoPlayerModel):
         Training steps use the raw generator; everything else (validation,
         sampling, export) the averaged one when the model keeps it.
         """
+        if self.latent_code:
+            z = tf.concat([z, _one_hot(self.code(z), self.latent_code, z.dtype)], axis=-1)
         if self.num_classes:
             z = tf.concat([z, _one_hot(labels, self.num_classes, z.dtype)], axis=-1)
         network = self.generator if training or self.ema_generator is None else self.ema_generator
@@ -444,7 +487,17 @@ class GAN(TwoPlayerModel):
 
     def discriminate(self, x, labels=None, training=False):
         """Logits (B,) for images in [-1, 1]."""
-        return tf.squeeze(self.discriminator(self._with_label(x, labels), training=training), -1)
+        return self.discriminator(self._with_label(x, labels), training=training)[:, 0]
+
+    def discriminate_and_code(self, x, labels=None, training=False):
+        """(logits (B,), Q's code logits (B, K)) for images in [-1, 1] (``latent_code`` > 0)."""
+        out = self.discriminator(self._with_label(x, labels), training=training)
+        return out[:, 0], out[:, 1:]
+
+    def information_loss(self, z, code_logits):
+        """-log Q(c(z) | G(z)) per row: the code's cross-entropy (InfoGAN's L_I up to H(c))."""
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=self.code(z), logits=tf.cast(code_logits, tf.float32))
 
     def _with_label(self, x, labels):
         """D's input: ``x`` with the one-hot label appended (as constant maps for images)."""
@@ -459,9 +512,9 @@ class GAN(TwoPlayerModel):
         return self.generate(z, training=training)
 
     def build(self, input_shape=None):
-        self.generator.build((None, self.latent_dim + self.num_classes))
+        self.generator.build((None, self.generator_inputs))
         if self.ema_generator is not None:
-            self.ema_generator.build((None, self.latent_dim + self.num_classes))
+            self.ema_generator.build((None, self.generator_inputs))
             self.ema_generator.set_weights(self.generator.get_weights())  # the average starts at w
         self.discriminator.build((None,) + self.image_shape[:-1] + (self.image_shape[-1] + self.num_classes,))
         self.built = True
@@ -476,11 +529,13 @@ class GAN(TwoPlayerModel):
                 "architecture": self.architecture, "seed": self.seed,
                 "ema_momentum": self.ema_momentum, "ema_warmup": self.ema_warmup,
                 "spectral_norm": self.spectral_norm,
-                "r1_weight": self.r1_weight}
+                "r1_weight": self.r1_weight, "latent_code": self.latent_code,
+                "info_weight": self.info_weight}
 
     @property
     def metrics(self):
-        return [self.d_loss_tracker, self.g_loss_tracker, self.real_tracker, self.fake_tracker]
+        info = [self.info_tracker] if self.info_tracker is not None else []
+        return [self.d_loss_tracker, self.g_loss_tracker, self.real_tracker, self.fake_tracker] + info
 
     # -------------------------------------------------------------- training
     def _noise(self, real):
@@ -521,48 +576,63 @@ class GAN(TwoPlayerModel):
             penalty += 0.5 * self.r1_weight * self.r1_penalty(real, labels)
         return penalty
 
+    def _scored_fakes(self, z, fake, labels, training):
+        """D's logits (B,) of ``fake`` = G(z) and the information loss per row (0: no code)."""
+        if not self.latent_code:
+            return self.discriminate(fake, labels, training=training), 0.0
+        d_fake, code_logits = self.discriminate_and_code(fake, labels, training=training)
+        return d_fake, self.information_loss(z, code_logits)
+
     def _d_step(self, real, labels):
-        fake = self.generate(self._noise(real), labels, training=True)
+        z = self._noise(real)
+        fake = self.generate(z, labels, training=True)
         with tf.GradientTape() as tape:
             d_real = self.discriminate(real, labels, training=True)
-            d_fake = self.discriminate(fake, labels, training=True)
-            per_example = discriminator_loss(self.loss_kind, d_real, d_fake)
+            d_fake, info = self._scored_fakes(z, fake, labels, training=True)
+            per_example = discriminator_loss(self.loss_kind, d_real, d_fake) + self.info_weight * info
             d_loss = tf.reduce_mean(per_example + self._penalties(real, fake, labels))
             scaled = steps.replica_loss(self.d_optimizer, d_loss)
         self.apply_gradients(self.d_optimizer, tape, scaled, self.discriminator_variables)
         return d_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake)
 
     def _g_step(self, real, labels):
+        """One generator update: (G's loss, the mean information loss)."""
         with tf.GradientTape() as tape:
-            fake = self.generate(self._noise(real), labels, training=True)
-            g_loss = tf.reduce_mean(generator_loss(self.loss_kind,
-                                                   self.discriminate(fake, labels, training=True)))
+            z = self._noise(real)
+            fake = self.generate(z, labels, training=True)
+            d_fake, info = self._scored_fakes(z, fake, labels, training=True)
+            g_loss = tf.reduce_mean(generator_loss(self.loss_kind, d_fake) + self.info_weight * info)
             scaled = steps.replica_loss(self.g_optimizer, g_loss)
         self.apply_gradients(self.g_optimizer, tape, scaled, self.generator_variables)
         if self.ema_generator is not None:
             self.update_ema()
-        return g_loss
+        return g_loss, tf.reduce_mean(info)
 
     def train_step(self, data):
         real, labels = self.unpack(data)
         for _ in range(self.d_steps):
             d_loss, d_real, d_fake = self._d_step(real, labels)
-        g_loss = self._g_step(real, labels)
-        return self.update_metrics(self._terms(d_loss, g_loss, d_real, d_fake))
+        g_loss, info = self._g_step(real, labels)
+        return self.update_metrics(self._terms(d_loss, g_loss, d_real, d_fake, info=info))
 
     def validation_terms(self, data):
         real, labels = self.unpack(data)
-        fake = self.generate(self._noise(real), labels)
+        z = self._noise(real)
+        fake = self.generate(z, labels)
         d_real = self.discriminate(real, labels)
-        d_fake = self.discriminate(fake, labels)
+        d_fake, info = self._scored_fakes(z, fake, labels, training=False)
         d_loss = tf.reduce_mean(discriminator_loss(self.loss_kind, d_real, d_fake))
         g_loss = tf.reduce_mean(generator_loss(self.loss_kind, d_fake))
-        return self._terms(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake))
+        return self._terms(d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake),
+                           info=tf.reduce_mean(info))
 
-    @staticmethod
-    def _terms(d_loss, g_loss, d_real, d_fake, **more):
-        """The values of the GAN's trackers, by name."""
-        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake, **more}
+    def _terms(self, d_loss, g_loss, d_real, d_fake, info=None, **more):
+        """The values of the GAN's trackers, by name (``info``: the code's cross-entropy,
+        tracked when the model has a code)."""
+        terms = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake, **more}
+        if self.latent_code and info is not None:
+            terms["info"] = info
+        return terms
 
     # --------------------------------------------------------------- serving
     def serve_generate(self, latents, label=None):
@@ -618,7 +688,8 @@ class BEGAN(GAN):
         gamma: the diversity ratio gamma.
         lambda_k: the learning rate of k_t.
         code_dim: the autoencoder's bottleneck.
-        (and GAN's arguments; ``loss``, ``minibatch`` and ``d_steps`` are fixed.)
+        (and GAN's arguments; ``loss``, ``minibatch``, ``d_steps`` and ``latent_code``
+        are fixed, the last off.)
 
     References:
         Berthelot et al. 2017, "BEGAN: Boundary Equilibrium Generative
@@ -630,11 +701,12 @@ class BEGAN(GAN):
         self.gamma = float(gamma)
         self.lambda_k = float(lambda_k)
         self.code_dim = int(code_dim)
-        for fixed in ("loss", "minibatch", "d_steps"):
+        for fixed in self.FIXED:
             kwargs.pop(fixed, None)
-        super().__init__(loss="non_saturating", minibatch="none", d_steps=1, **kwargs)
+        super().__init__(loss="non_saturating", minibatch="none", d_steps=1, latent_code=0, **kwargs)
 
     objective = "BEGAN"
+    FIXED = ("loss", "minibatch", "d_steps", "latent_code", "info_weight")  # GAN arguments it does not take
 
     def _create_state(self):
         self.k = self.add_weight(name="k_t", shape=(), initializer="zeros", trainable=False)
@@ -664,7 +736,7 @@ class BEGAN(GAN):
 
     def get_config(self):
         config = super().get_config()
-        for fixed in ("loss", "minibatch", "d_steps"):
+        for fixed in self.FIXED:
             config.pop(fixed)
         return {**config, "gamma": self.gamma, "lambda_k": self.lambda_k, "code_dim": self.code_dim}
 

@@ -116,6 +116,9 @@ def ink(images):
     return tf.reduce_sum(tf.cast(inked, tf.int32), axis=tf.range(1, tf.rank(images)))
 
 
+FIXED = ("num_classes", "latent_code", "info_weight")  # GAN arguments TextGAN does not take
+
+
 @keras.saving.register_keras_serializable(package="genzoo")
 class TextGAN(adversarial.GAN):
     """GAN-CLS: G(z, caption) and a matching-aware D(image, caption).
@@ -132,8 +135,9 @@ class TextGAN(adversarial.GAN):
     Args:
         embed_dim: width of each network's caption embedding.
         ink_medians: the median ink of the training images of each digit.
-        (and GAN's arguments but ``num_classes``, which is fixed: the ten digits; the
-        ``minibatch`` features come after D has joined the caption to the image.)
+        (and GAN's arguments but ``num_classes``, which is fixed: the ten digits, and
+        ``latent_code``, which is off; the ``minibatch`` features come after D has joined
+        the caption to the image.)
     """
 
     serving_note = ("`sample(seed, text)` draws z ~ N(0, I) per row and draws the caption in "
@@ -147,8 +151,9 @@ class TextGAN(adversarial.GAN):
         if len(self.ink_medians) != len(DIGITS):
             raise ValueError(f"ink_medians needs one median per digit ({len(DIGITS)}), "
                              f"got {len(self.ink_medians)}")
-        kwargs.pop("num_classes", None)
-        super().__init__(num_classes=len(DIGITS), **kwargs)
+        for fixed in FIXED:
+            kwargs.pop(fixed, None)
+        super().__init__(num_classes=len(DIGITS), latent_code=0, **kwargs)
 
     def describe(self):
         return (f"GAN-CLS (Reed et al. 2016) with DCGAN networks ({self.filters} base channels, "
@@ -205,7 +210,8 @@ class TextGAN(adversarial.GAN):
 
     def get_config(self):
         config = super().get_config()
-        config.pop("num_classes")
+        for fixed in FIXED:
+            config.pop(fixed)
         return {**config, "embed_dim": self.embed_dim, "ink_medians": list(self.ink_medians)}
 
     # -------------------------------------------------------------- training
@@ -254,7 +260,7 @@ class TextGAN(adversarial.GAN):
         captions = self.training_captions(real, labels)
         for _ in range(self.d_steps):
             d_loss, d_real, d_fake = self._d_step(real, captions)
-        g_loss = self._g_step(real, captions[0])
+        g_loss, _ = self._g_step(real, captions[0])
         return self.update_metrics(self._terms(d_loss, g_loss, d_real, d_fake))
 
     def validation_terms(self, data):

@@ -9,8 +9,13 @@ here are built from a U-Net generator (``unet``) and PatchGAN discriminators
 B -> A), uint8 NHWC in and out, deterministic.
 
 Normalization is instance normalization (Keras's ``GroupNormalization`` with
-one group per channel) in both networks, so an image's translation never
-depends on the rest of its batch. pix2pix's batch norm run with the test
+one group per channel) in the generators, so an image's translation never
+depends on the rest of its batch, and in the discriminators unless
+``d_norm="none"``: instance norm divides each image's features by their
+spread, which leaves D nearly blind to the image's contrast (measured: the
+first CycleGAN's D_B scored its real thick digits with their strokes
+dimmed to 70% higher than the digits themselves), and the generators then
+drew strokes darker than the true ones. pix2pix's batch norm run with the test
 batch's statistics (Isola et al. 2017, sec. 3.3) would make it depend on
 them, and its dropout noise is left out for the same reason: the paper
 found the generator largely ignores it.
@@ -84,11 +89,15 @@ def unet(source_shape, image_shape, filters, name="generator"):
 PATCH_SIZE = 18  # the receptive field of a logit of ``patch_discriminator``, in pixels
 
 
-def patch_discriminator(image_shape, filters, source_shape=None, name="discriminator"):
+D_NORMS = ("instance", "none")  # the discriminators' normalization
+
+
+def patch_discriminator(image_shape, filters, source_shape=None, name="discriminator", norm="instance"):
     """The PatchGAN discriminator: a logit per patch, (B, H/4, W/4, 1).
 
     Two stride-2 4x4 convolutions (f, 2f), a 3x3 convolution (4f; instance
-    norm after all but the first, leaky ReLU 0.2) and a 1x1 convolution to
+    norm after all but the first when ``norm="instance"``, none with
+    ``"none"``; leaky ReLU 0.2) and a 1x1 convolution to
     one logit: each logit sees an 18 x 18 patch (``PATCH_SIZE``) and the
     patches overlap, so D judges local structure and the L1 term the rest.
     With ``source_shape`` it is conditional, as pix2pix's: it reads the
@@ -98,7 +107,13 @@ def patch_discriminator(image_shape, filters, source_shape=None, name="discrimin
     References:
         Isola et al. 2017, sec. 3.2.2 (PatchGAN; 70 x 70 patches of 256 x 256 images).
     """
+    if norm not in D_NORMS:
+        raise ValueError(f"d_norm must be one of {D_NORMS}, got {norm!r}")
     f = filters
+
+    def normalized(x):
+        return _norm()(x) if norm == "instance" else x
+
     image = keras.Input(image_shape, name="image")
     inputs, x = image, image
     if source_shape is not None:
@@ -109,10 +124,17 @@ def patch_discriminator(image_shape, filters, source_shape=None, name="discrimin
         x = keras.layers.Concatenate()([y, image])
     x = keras.layers.LeakyReLU(0.2)(keras.layers.Conv2D(f, 4, strides=2, padding="same")(x))
     x = keras.layers.Conv2D(2 * f, 4, strides=2, padding="same")(x)
-    x = keras.layers.LeakyReLU(0.2)(_norm()(x))
-    x = keras.layers.LeakyReLU(0.2)(_norm()(keras.layers.Conv2D(4 * f, 3, padding="same")(x)))
+    x = keras.layers.LeakyReLU(0.2)(normalized(x))
+    x = keras.layers.LeakyReLU(0.2)(normalized(keras.layers.Conv2D(4 * f, 3, padding="same")(x)))
     logits = keras.layers.Conv2D(1, 1, dtype="float32")(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def _norms(model):
+    """The card's words for a translation model's normalization."""
+    if model.d_norm == "instance":
+        return "instance normalization"
+    return "instance normalization in the generators, none in the discriminators"
 
 
 def _l1(a, b):
@@ -156,6 +178,8 @@ class Pix2Pix(adversarial.TwoPlayerModel):
             real pairs (``adversarial.r1_penalty``: per patch); 0, the paper's
             objective, adds none. It keeps D smooth around the real images, so
             that G's adversarial gradient is not per-pixel noise.
+        d_norm: "instance" or "none": the discriminator's normalization (see
+            the module's docstring; the paper's D uses batch norm).
 
     References:
         Isola et al. 2017, "Image-to-Image Translation with Conditional
@@ -168,7 +192,8 @@ class Pix2Pix(adversarial.TwoPlayerModel):
                     "deterministic, each image translated alone.")
 
     def __init__(self, source_shape=(28, 28, 1), image_shape=(28, 28, 1), filters=32, d_filters=32,
-                 loss="non_saturating", l1_weight=100.0, gan_weight=1.0, r1_weight=0.0, **kwargs):
+                 loss="non_saturating", l1_weight=100.0, gan_weight=1.0, r1_weight=0.0,
+                 d_norm="instance", **kwargs):
         super().__init__(**kwargs)
         if loss not in adversarial.GAN_LOSSES or loss == "wgan_gp":
             raise ValueError(f"pix2pix takes a GAN loss of {adversarial.GAN_LOSSES} but wgan_gp, "
@@ -184,9 +209,11 @@ class Pix2Pix(adversarial.TwoPlayerModel):
         self.l1_weight = float(l1_weight)
         self.gan_weight = float(gan_weight)
         self.r1_weight = float(r1_weight)
+        self.d_norm = d_norm
         self.num_classes = 0
         self.generator = unet(self.source_shape, self.image_shape, self.filters)
-        self.discriminator = patch_discriminator(self.image_shape, self.d_filters, self.source_shape)
+        self.discriminator = patch_discriminator(self.image_shape, self.d_filters, self.source_shape,
+                                                 norm=d_norm)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in (("d_loss", "g_gan", "l1") if self.gan_weight else ("l1",))}
         self.build()
@@ -206,7 +233,7 @@ class Pix2Pix(adversarial.TwoPlayerModel):
         return (f"pix2pix: a U-Net generator ({self.filters} base channels; "
                 f"{h}x{w}x{c} -> {'x'.join(map(str, self.image_shape))}) and a conditional "
                 f"PatchGAN discriminator ({self.d_filters} base channels, a logit per "
-                f"{PATCH_SIZE}x{PATCH_SIZE} patch); instance normalization. Objective: "
+                f"{PATCH_SIZE}x{PATCH_SIZE} patch); {_norms(self)}. Objective: "
                 + ("L1 alone; the discriminator is not trained (the L1-alone ablation)."
                    if not self.gan_weight else
                    f"{self._gan_l1()} (Isola et al. 2017, eq. 4), D's loss halved"
@@ -228,7 +255,7 @@ class Pix2Pix(adversarial.TwoPlayerModel):
         return {**super().get_config(), "source_shape": list(self.source_shape),
                 "image_shape": list(self.image_shape), "filters": self.filters,
                 "d_filters": self.d_filters, "loss": self.loss_kind, "l1_weight": self.l1_weight,
-                "gan_weight": self.gan_weight, "r1_weight": self.r1_weight}
+                "gan_weight": self.gan_weight, "r1_weight": self.r1_weight, "d_norm": self.d_norm}
 
     # -------------------------------------------------------------- networks
     def translate(self, source, training=False):
@@ -403,6 +430,8 @@ class CycleGAN(adversarial.TwoPlayerModel):
         identity_weight: the identity terms' weight (the paper: 0.5 lambda).
         pool_size: generated images each discriminator's pool keeps (the paper: 50).
         seed: seeds the pools' draws.
+        d_norm: "instance" (the paper's) or "none": the discriminators'
+            normalization (see the module's docstring).
 
     References:
         Zhu et al. 2017, "Unpaired Image-to-Image Translation using
@@ -415,7 +444,7 @@ class CycleGAN(adversarial.TwoPlayerModel):
     objective = "least-squares GAN + cycle consistency + identity"
 
     def __init__(self, image_shape=(28, 28, 1), filters=32, d_filters=32, cycle_weight=10.0,
-                 identity_weight=5.0, pool_size=50, seed=0, **kwargs):
+                 identity_weight=5.0, pool_size=50, seed=0, d_norm="instance", **kwargs):
         super().__init__(**kwargs)
         if float(cycle_weight) < 0 or float(identity_weight) < 0:
             raise ValueError(f"cycle_weight and identity_weight must be >= 0, got {cycle_weight}, "
@@ -427,11 +456,14 @@ class CycleGAN(adversarial.TwoPlayerModel):
         self.identity_weight = float(identity_weight)
         self.pool_size = int(pool_size)
         self.seed = int(seed)
+        self.d_norm = d_norm
         self.num_classes = 0
         self.generator_ab = unet(self.image_shape, self.image_shape, self.filters, "generator_ab")
         self.generator_ba = unet(self.image_shape, self.image_shape, self.filters, "generator_ba")
-        self.discriminator_a = patch_discriminator(self.image_shape, self.d_filters, name="discriminator_a")
-        self.discriminator_b = patch_discriminator(self.image_shape, self.d_filters, name="discriminator_b")
+        self.discriminator_a = patch_discriminator(self.image_shape, self.d_filters, name="discriminator_a",
+                                                   norm=d_norm)
+        self.discriminator_b = patch_discriminator(self.image_shape, self.d_filters, name="discriminator_b",
+                                                   norm=d_norm)
         self.pool_a = ImagePool(self.pool_size, name="pool_a")
         self.pool_b = ImagePool(self.pool_size, name="pool_b")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
@@ -442,7 +474,7 @@ class CycleGAN(adversarial.TwoPlayerModel):
     def describe(self):
         return (f"CycleGAN: two U-Net generators ({self.filters} base channels) and two "
                 f"unconditional PatchGAN discriminators ({self.d_filters} base channels, a logit "
-                f"per {PATCH_SIZE}x{PATCH_SIZE} patch); instance normalization. Objective: "
+                f"per {PATCH_SIZE}x{PATCH_SIZE} patch); {_norms(self)}. Objective: "
                 f"least-squares GAN + {self.cycle_weight:g} x cycle L1 + {self.identity_weight:g} "
                 f"x identity L1 (Zhu et al. 2017, eq. 3 and sec. 5.2); each discriminator sees "
                 f"generated images through a pool of {self.pool_size} (Shrivastava et al. 2017).")
@@ -470,7 +502,7 @@ class CycleGAN(adversarial.TwoPlayerModel):
         return {**super().get_config(), "image_shape": list(self.image_shape),
                 "filters": self.filters, "d_filters": self.d_filters,
                 "cycle_weight": self.cycle_weight, "identity_weight": self.identity_weight,
-                "pool_size": self.pool_size, "seed": self.seed}
+                "pool_size": self.pool_size, "seed": self.seed, "d_norm": self.d_norm}
 
     # -------------------------------------------------------------- networks
     def translate(self, a, training=False):
