@@ -16,6 +16,7 @@ def test_every_variant_adds_its_technique():
     assert "r1_weight=10" in argvs["r1"] and argvs["ttur"][-2:] == ["--d_learning_rate", "4e-4"]
     assert argvs["minibatch"][-2:] == ["--set", "minibatch=discrimination"]
     assert argvs["code"][-2:] == ["--set", "latent_code=10"] and "latent_code=10" not in argvs["all"]
+    assert argvs["minibatch_code"][-4:] == ["--set", "minibatch=discrimination", "--set", "latent_code=10"]
     assert all(flag in argvs["all"] for flag in ("ema_momentum=0.999", "spectral_norm=true",
                                                  "r1_weight=10", "--d_learning_rate",
                                                  "minibatch=discrimination"))

@@ -1,6 +1,6 @@
 """GAN training techniques one at a time: an ablation table from one command.
 
-    python -m training.ablation dcgan_mnist [--variants plain,ema,spectral_norm,r1,ttur,minibatch,code,all]
+    python -m training.ablation dcgan_mnist [--variants plain,ema,...,minibatch_code,all]
         [--epochs N] [--samples 10000] [--output_dir runs/ablation] [--out FILE]
         [--set KEY=JSON ...] [--steps_per_epoch N] [--train_examples N] [--batch_size B]
         [--data_dir DIR]
@@ -36,6 +36,7 @@ The variants:
   3.2), the lecture's remedy for mode collapse;
 - ``code``: InfoGAN's 10-way categorical latent code, recovered by a second
   head of D (Chen et al. 2016), so G can switch between digit classes;
+- ``minibatch_code``: minibatch discrimination and the code together;
 - ``all``: ema, spectral_norm, r1, ttur and minibatch together (the row
   predates ``code``).
 """
@@ -59,6 +60,8 @@ VARIANTS = {
     "ttur": (["--learning_rate", "1e-4", "--d_learning_rate", "4e-4"], "TTUR: G 1e-4, D 4e-4"),
     "minibatch": (["--set", "minibatch=discrimination"], "minibatch discrimination in D"),
     "code": (["--set", "latent_code=10"], "InfoGAN's 10-way categorical code"),
+    "minibatch_code": (["--set", "minibatch=discrimination", "--set", "latent_code=10"],
+                       "minibatch discrimination and the code"),
 }
 VARIANTS["all"] = ([flag for name in ("ema", "spectral_norm", "r1", "ttur", "minibatch")
                     for flag in VARIANTS[name][0]],

@@ -134,7 +134,8 @@ def _norms(model):
     """The card's words for a translation model's normalization."""
     if model.d_norm == "instance":
         return "instance normalization"
-    return "instance normalization in the generators, none in the discriminators"
+    s = "s" if isinstance(model, CycleGAN) else ""
+    return f"instance normalization in the generator{s}, none in the discriminator{s}"
 
 
 def _l1(a, b):
