@@ -487,10 +487,10 @@ class GAN(TwoPlayerModel):
 
     def discriminate(self, x, labels=None, training=False):
         """Logits (B,) for images in [-1, 1]."""
-        return self.discriminator(self._with_label(x, labels), training=training)[:, 0]
+        return self.discriminate_and_code(x, labels, training)[0]
 
     def discriminate_and_code(self, x, labels=None, training=False):
-        """(logits (B,), Q's code logits (B, K)) for images in [-1, 1] (``latent_code`` > 0)."""
+        """(logits (B,), Q's code logits (B, K); K = 0 without a code) for images in [-1, 1]."""
         out = self.discriminator(self._with_label(x, labels), training=training)
         return out[:, 0], out[:, 1:]
 
