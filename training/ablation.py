@@ -118,16 +118,14 @@ def settings(args):
 
 def earlier_record(path, args):
     """The record at ``path`` when its settings are ``args``'s (a missing key: the default),
-    else None; its ``runs`` list each command that measured rows (older records: one)."""
+    else None, with its ``runs`` (``model_card.ablation_runs``)."""
     if not path.exists():
         return None
     record = json.loads(path.read_text())
     defaults = {key: [] if key == "set" else None for key in SETTINGS}
     if any(record.get(key, defaults[key]) != value for key, value in settings(args).items()):
         return None
-    record.setdefault("runs", [dict(command=record["command"], wall_time_s=record["wall_time_s"],
-                                    variants=[r["variant"] for r in record["rows"]])])
-    return record
+    return dict(record, runs=model_card.ablation_runs(record))
 
 
 def main(argv=None):

@@ -106,9 +106,16 @@ def ablation_table(rows, floor):
     return lines + ["| real-data floor | training vs test images | " + cells(floor)]
 
 
+def ablation_runs(record):
+    """The commands that measured an ablation record's rows: [{command, wall_time_s, variants}]
+    (a record older than ``runs``: its one command, which measured every row)."""
+    return record.get("runs") or [dict(command=record["command"], wall_time_s=record["wall_time_s"],
+                                       variants=[r["variant"] for r in record["rows"]])]
+
+
 def ablation_commands(record):
     """The commands that measured an ablation record's rows, with their wall times (Markdown)."""
-    runs = record.get("runs") or [dict(command=record["command"], wall_time_s=record["wall_time_s"])]
+    runs = ablation_runs(record)
     if len(runs) == 1:
         return f"`{runs[0]['command']}` ({runs[0]['wall_time_s']} s)"
     return ", then ".join(f"`{r['command']}` ({', '.join(r['variants'])}; {r['wall_time_s']} s)"

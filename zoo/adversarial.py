@@ -288,6 +288,12 @@ class GAN(TwoPlayerModel):
 
     serving_note = ("`generate(latents)` maps z to images, `sample(seed)` draws z ~ N(0, I) per "
                     "row; `discriminate(images)` returns D's logits, each image scored alone.")
+    FIXED = {}  # GAN arguments a subclass sets itself: they override any given, its config omits them
+
+    @classmethod
+    def with_fixed(cls, kwargs):
+        """``kwargs`` with the class's ``FIXED`` arguments in place of any given."""
+        return {**kwargs, **cls.FIXED}
 
     def __init__(self, image_shape=(28, 28, 1), latent_dim=64, filters=64, loss="non_saturating",
                  d_steps=None, gp_weight=10.0, num_classes=0, minibatch="none", architecture="dcgan",
@@ -522,15 +528,16 @@ class GAN(TwoPlayerModel):
     objective_args = ("loss", "d_steps", "gp_weight", "r1_weight")
 
     def get_config(self):
-        return {**super().get_config(), "image_shape": list(self.image_shape),
-                "latent_dim": self.latent_dim, "filters": self.filters, "loss": self.loss_kind,
-                "d_steps": self.d_steps, "gp_weight": self.gp_weight,
-                "num_classes": self.num_classes, "minibatch": self.minibatch,
-                "architecture": self.architecture, "seed": self.seed,
-                "ema_momentum": self.ema_momentum, "ema_warmup": self.ema_warmup,
-                "spectral_norm": self.spectral_norm,
-                "r1_weight": self.r1_weight, "latent_code": self.latent_code,
-                "info_weight": self.info_weight}
+        config = {**super().get_config(), "image_shape": list(self.image_shape),
+                  "latent_dim": self.latent_dim, "filters": self.filters, "loss": self.loss_kind,
+                  "d_steps": self.d_steps, "gp_weight": self.gp_weight,
+                  "num_classes": self.num_classes, "minibatch": self.minibatch,
+                  "architecture": self.architecture, "seed": self.seed,
+                  "ema_momentum": self.ema_momentum, "ema_warmup": self.ema_warmup,
+                  "spectral_norm": self.spectral_norm,
+                  "r1_weight": self.r1_weight, "latent_code": self.latent_code,
+                  "info_weight": self.info_weight}
+        return {k: v for k, v in config.items() if k not in self.FIXED}
 
     @property
     def metrics(self):
@@ -701,12 +708,10 @@ class BEGAN(GAN):
         self.gamma = float(gamma)
         self.lambda_k = float(lambda_k)
         self.code_dim = int(code_dim)
-        for fixed in self.FIXED:
-            kwargs.pop(fixed, None)
-        super().__init__(loss="non_saturating", minibatch="none", d_steps=1, latent_code=0, **kwargs)
+        super().__init__(**self.with_fixed(kwargs))
 
     objective = "BEGAN"
-    FIXED = ("loss", "minibatch", "d_steps", "latent_code", "info_weight")  # GAN arguments it does not take
+    FIXED = dict(loss="non_saturating", minibatch="none", d_steps=1, latent_code=0, info_weight=1.0)
 
     def _create_state(self):
         self.k = self.add_weight(name="k_t", shape=(), initializer="zeros", trainable=False)
@@ -735,10 +740,7 @@ class BEGAN(GAN):
         return -self.reconstruction_error(x, labels, training)
 
     def get_config(self):
-        config = super().get_config()
-        for fixed in self.FIXED:
-            config.pop(fixed)
-        return {**config, "gamma": self.gamma, "lambda_k": self.lambda_k, "code_dim": self.code_dim}
+        return {**super().get_config(), "gamma": self.gamma, "lambda_k": self.lambda_k, "code_dim": self.code_dim}
 
     @property
     def metrics(self):

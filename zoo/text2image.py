@@ -116,9 +116,6 @@ def ink(images):
     return tf.reduce_sum(tf.cast(inked, tf.int32), axis=tf.range(1, tf.rank(images)))
 
 
-FIXED = ("num_classes", "latent_code", "info_weight")  # GAN arguments TextGAN does not take
-
-
 @keras.saving.register_keras_serializable(package="genzoo")
 class TextGAN(adversarial.GAN):
     """GAN-CLS: G(z, caption) and a matching-aware D(image, caption).
@@ -144,6 +141,7 @@ class TextGAN(adversarial.GAN):
                     "`text` (a string per row, in the card's grammar; another caption is a 400 "
                     "naming the word); `generate(latents, text)` maps z; `discriminate(images, "
                     "text)` returns D's logits for the pair.")
+    FIXED = dict(num_classes=len(DIGITS), latent_code=0, info_weight=1.0)
 
     def __init__(self, embed_dim=32, ink_medians=INK_MEDIANS_MNIST, **kwargs):
         self.embed_dim = int(embed_dim)
@@ -151,9 +149,7 @@ class TextGAN(adversarial.GAN):
         if len(self.ink_medians) != len(DIGITS):
             raise ValueError(f"ink_medians needs one median per digit ({len(DIGITS)}), "
                              f"got {len(self.ink_medians)}")
-        for fixed in FIXED:
-            kwargs.pop(fixed, None)
-        super().__init__(num_classes=len(DIGITS), latent_code=0, **kwargs)
+        super().__init__(**self.with_fixed(kwargs))
 
     def describe(self):
         return (f"GAN-CLS (Reed et al. 2016) with DCGAN networks ({self.filters} base channels, "
@@ -209,10 +205,7 @@ class TextGAN(adversarial.GAN):
         return tf.squeeze(self.discriminator([x, caption_ids(captions)], training=training), -1)
 
     def get_config(self):
-        config = super().get_config()
-        for fixed in FIXED:
-            config.pop(fixed)
-        return {**config, "embed_dim": self.embed_dim, "ink_medians": list(self.ink_medians)}
+        return {**super().get_config(), "embed_dim": self.embed_dim, "ink_medians": list(self.ink_medians)}
 
     # -------------------------------------------------------------- training
     def conditions(self, labels):

@@ -12,10 +12,10 @@ Normalization is instance normalization (Keras's ``GroupNormalization`` with
 one group per channel) in the generators, so an image's translation never
 depends on the rest of its batch, and in the discriminators unless
 ``d_norm="none"``: instance norm divides each image's features by their
-spread, which leaves D nearly blind to the image's contrast (measured: the
-first CycleGAN's D_B scored its real thick digits with their strokes
-dimmed to 70% higher than the digits themselves), and the generators then
-drew strokes darker than the true ones. pix2pix's batch norm run with the test
+spread, which leaves D nearly blind to the image's contrast (docs/design.md:
+the first CycleGAN's D_B scored its real thick digits dimmed to 70% higher
+than the digits themselves; without it, pix2pix's super-resolution came out
+sharper than L1 alone). pix2pix's batch norm run with the test
 batch's statistics (Isola et al. 2017, sec. 3.3) would make it depend on
 them, and its dropout noise is left out for the same reason: the paper
 found the generator largely ignores it.
