@@ -91,6 +91,26 @@ def test_unet_upsamples_small_inputs_and_joins_each_encoder_level_to_the_decoder
             translation.unet(*shapes, 4)
 
 
+def test_a_residual_unet_starts_as_the_identity_and_learns_a_change_of_its_input():
+    """``residual``: tanh(change + atanh(image)), the change's convolution starting at zero, so a fresh
+    generator serves every uint8 image unchanged; once the change is not zero, the output moves."""
+    images = tf.constant(RNG.integers(0, 256, (3, 28, 28, 1)), tf.uint8)
+    g = translation.unet((28, 28, 1), (28, 28, 1), 4, residual=True)
+    out = adversarial.to_uint8(g(adversarial.from_uint8(images)))
+    np.testing.assert_array_equal(out, images)
+    plain = translation.unet((28, 28, 1), (28, 28, 1), 4)
+    assert np.abs(adversarial.to_uint8(plain(adversarial.from_uint8(images))).numpy().astype(int)
+                  - images.numpy()).mean() > 10
+    g.get_layer("out").bias.assign([2.0])  # a change of +2 in every logit brightens every pixel
+    brighter = adversarial.to_uint8(g(adversarial.from_uint8(images))).numpy().astype(int)
+    assert (brighter[images.numpy() < 250] > images.numpy()[images.numpy() < 250]).all()
+    with pytest.raises(ValueError, match="residual"):
+        translation.unet((7, 7, 1), (28, 28, 1), 4, residual=True)
+    model = translation.CycleGAN(filters=4, d_filters=4, residual=True)
+    assert "change to its input" in model.describe()
+    assert translation.CycleGAN.from_config(model.get_config()).residual
+
+
 def test_patchgan_gives_a_logit_per_patch_and_reads_the_source():
     d = translation.patch_discriminator((28, 28, 1), 4, source_shape=(7, 7, 1))
     source = tf.constant(RNG.uniform(-1, 1, (2, 7, 7, 1)), tf.float32)
@@ -119,6 +139,32 @@ def test_instance_norm_leaves_the_patchgan_blind_to_contrast_and_d_norm_none_doe
     model = translation.CycleGAN(filters=4, d_filters=4, d_norm="none")
     assert "none in the discriminators" in model.describe()
     assert translation.CycleGAN.from_config(model.get_config()).d_norm == "none"
+
+
+@pytest.mark.parametrize("minibatch", ["discrimination", "stddev"])
+def test_minibatch_features_let_each_patch_see_a_batch_that_lacks_variety(minibatch):
+    """``d_minibatch``: a patch's logit depends on the rest of the batch (without it, it does not),
+    and a batch of copies of one image reads as a batch with no variety: minibatch
+    discrimination's closeness is 1 (exp(-0)) for every image, the stddev channel 0."""
+    keras.utils.set_random_seed(0)
+    image = tf.constant(RNG.uniform(-1, 1, (4, 28, 28, 1)), tf.float32)
+    copies = tf.repeat(image[:1], 4, axis=0)
+    alone = translation.patch_discriminator((28, 28, 1), 4)
+    np.testing.assert_allclose(alone(copies)[0], alone(image)[0], atol=1e-6)
+    d = translation.patch_discriminator((28, 28, 1), 4, minibatch=minibatch)
+    assert d(image).shape == (4, 7, 7, 1)
+    assert np.abs(d(copies)[0] - d(image)[0]).max() > 1e-4
+    batch_view = keras.Model(d.inputs, d.layers[-2].output)(copies).numpy()  # what the logits read
+    appended = batch_view[..., 16:]  # after D's 4f = 16 channels
+    if minibatch == "discrimination":
+        np.testing.assert_allclose(appended[..., -32:], 1.0, atol=1e-5)  # 32 kernels
+    else:
+        np.testing.assert_allclose(appended, 0.0, atol=1e-3)  # sqrt(0 + 1e-8)
+    with pytest.raises(ValueError, match="d_minibatch"):
+        translation.patch_discriminator((28, 28, 1), 4, minibatch="batch")
+    model = translation.CycleGAN(filters=4, d_filters=4, d_minibatch=minibatch)
+    assert "minibatch discrimination" in model.describe() or "feature spread" in model.describe()
+    assert translation.CycleGAN.from_config(model.get_config()).d_minibatch == minibatch
 
 
 # ------------------------------------------------------------------ pix2pix

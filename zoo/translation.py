@@ -42,7 +42,27 @@ def _check_shapes(source_shape, image_shape):
                          "divided by one power of two")
 
 
-def unet(source_shape, image_shape, filters, name="generator"):
+@keras.saving.register_keras_serializable(package="genzoo")
+class ImageLogits(keras.layers.Layer):
+    """Images in [-1, 1] -> their logits under tanh: atanh of the image clipped to +-``bound``.
+
+    ``bound`` keeps the logits finite (+-3.8 at 0.999): tanh of them is the
+    image again to within 0.13 grey levels, which ``adversarial.to_uint8``
+    rounds away.
+    """
+
+    def __init__(self, bound=0.999, **kwargs):
+        super().__init__(**kwargs)
+        self.bound = float(bound)
+
+    def call(self, images):
+        return tf.atanh(tf.clip_by_value(images, -self.bound, self.bound))
+
+    def get_config(self):
+        return {**super().get_config(), "bound": self.bound}
+
+
+def unet(source_shape, image_shape, filters, name="generator", residual=False):
     """The U-Net generator: images in [-1, 1] of ``source_shape`` -> ``image_shape``.
 
     An input smaller than the output first goes through one stride-2 4x4
@@ -55,12 +75,20 @@ def unet(source_shape, image_shape, filters, name="generator"):
     size (the skip connections), and a 3x3 convolution of [decoder, first
     encoder level] -> tanh.
 
+    With ``residual`` (same input and output shape) that convolution is a
+    change added to the input's logits before the tanh (``ImageLogits``),
+    initialized to zero: a fresh generator is the identity and learns an edit
+    of its input.
+
     References:
         Isola et al. 2017, "Image-to-Image Translation with Conditional
         Adversarial Networks", sec. 3.2.1 (U-Net with skips); Ronneberger et
         al. 2015, "U-Net"; sized here for 28 x 28 images (two levels).
     """
     _check_shapes(source_shape, image_shape)
+    if residual and tuple(source_shape) != tuple(image_shape):
+        raise ValueError(f"a residual U-Net maps images to images of the same shape, not {source_shape} "
+                         f"to {image_shape}")
     f = filters
     x = source = keras.Input(source_shape, name="images")
     up = 0
@@ -80,8 +108,11 @@ def unet(source_shape, image_shape, filters, name="generator"):
     d0 = keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", name="dec0")(
         keras.layers.Concatenate()([d1, e1]))
     d0 = keras.layers.ReLU()(_norm()(d0))
-    x = keras.layers.Conv2D(image_shape[-1], 3, padding="same", name="out")(
+    x = keras.layers.Conv2D(image_shape[-1], 3, padding="same", name="out",
+                            kernel_initializer="zeros" if residual else "glorot_uniform")(
         keras.layers.Concatenate()([d0, e0]))
+    if residual:
+        x = keras.layers.Add(dtype="float32")([x, ImageLogits(dtype="float32")(source)])
     out = keras.layers.Activation("tanh", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(source, out, name=name)
 
@@ -92,7 +123,8 @@ PATCH_SIZE = 18  # the receptive field of a logit of ``patch_discriminator``, in
 D_NORMS = ("instance", "none")  # the discriminators' normalization
 
 
-def patch_discriminator(image_shape, filters, source_shape=None, name="discriminator", norm="instance"):
+def patch_discriminator(image_shape, filters, source_shape=None, name="discriminator", norm="instance",
+                        minibatch="none"):
     """The PatchGAN discriminator: a logit per patch, (B, H/4, W/4, 1).
 
     Two stride-2 4x4 convolutions (f, 2f), a 3x3 convolution (4f; instance
@@ -104,11 +136,24 @@ def patch_discriminator(image_shape, filters, source_shape=None, name="discrimin
     source image (upsampled by repetition when smaller) beside the image it
     scores; its inputs are then [source, image].
 
+    ``minibatch`` gives every patch a view of the batch, against a generator
+    that collapses an attribute of the whole image (a CycleGAN that draws
+    every digit with about the same amount of ink, whatever the input's
+    stroke width, fools a D that judges each image alone): "discrimination"
+    averages the last features over the image and appends, as channels of
+    every patch, those averages and ``adversarial.MinibatchDiscrimination``'s
+    closeness of the image to the rest of the batch; "stddev" appends
+    ``adversarial.MinibatchStddev``'s channel. Real and generated images must
+    then reach D in separate batches, as they do here.
+
     References:
-        Isola et al. 2017, sec. 3.2.2 (PatchGAN; 70 x 70 patches of 256 x 256 images).
+        Isola et al. 2017, sec. 3.2.2 (PatchGAN; 70 x 70 patches of 256 x 256 images);
+        Salimans et al. 2016, sec. 3.2, and Karras et al. 2018, sec. 3 (minibatch features).
     """
     if norm not in D_NORMS:
         raise ValueError(f"d_norm must be one of {D_NORMS}, got {norm!r}")
+    if minibatch not in adversarial.MINIBATCH_FEATURES:
+        raise ValueError(f"d_minibatch must be one of {adversarial.MINIBATCH_FEATURES}, got {minibatch!r}")
     f = filters
 
     def normalized(x):
@@ -126,6 +171,14 @@ def patch_discriminator(image_shape, filters, source_shape=None, name="discrimin
     x = keras.layers.Conv2D(2 * f, 4, strides=2, padding="same")(x)
     x = keras.layers.LeakyReLU(0.2)(normalized(x))
     x = keras.layers.LeakyReLU(0.2)(normalized(keras.layers.Conv2D(4 * f, 3, padding="same")(x)))
+    if minibatch == "stddev":
+        x = adversarial.MinibatchStddev(dtype="float32")(x)
+    elif minibatch == "discrimination":
+        pooled = keras.layers.GlobalAveragePooling2D(dtype="float32")(x)
+        batch_view = adversarial.MinibatchDiscrimination(dtype="float32")(pooled)  # (B, 4f + K)
+        batch_view = keras.layers.Reshape((1, 1, batch_view.shape[-1]))(batch_view)
+        batch_view = keras.layers.UpSampling2D(tuple(x.shape[1:3]), dtype="float32")(batch_view)
+        x = keras.layers.Concatenate(dtype="float32")([x, batch_view])
     logits = keras.layers.Conv2D(1, 1, dtype="float32")(x)
     return keras.Model(inputs, logits, name=name)
 
@@ -136,6 +189,13 @@ def _norms(model):
         return "instance normalization"
     s = "s" if isinstance(model, CycleGAN) else ""
     return f"instance normalization in the generator{s}, none in the discriminator{s}"
+
+
+def _minibatch_words(minibatch):
+    """The card's words for the discriminators' view of the batch."""
+    return {"none": "", "discrimination": ", each patch also reading minibatch discrimination's "
+            "closeness of the image to the rest of its batch (Salimans et al. 2016)",
+            "stddev": ", each patch also reading the batch's feature spread (Karras et al. 2018)"}[minibatch]
 
 
 def _l1(a, b):
@@ -433,6 +493,9 @@ class CycleGAN(adversarial.TwoPlayerModel):
         seed: seeds the pools' draws.
         d_norm: "instance" (the paper's) or "none": the discriminators'
             normalization (see the module's docstring).
+        d_minibatch: "none" (the paper's), "discrimination" or "stddev": the
+            discriminators' view of the batch (``patch_discriminator``).
+        residual: generators that learn a change of their input (``unet``).
 
     References:
         Zhu et al. 2017, "Unpaired Image-to-Image Translation using
@@ -445,7 +508,8 @@ class CycleGAN(adversarial.TwoPlayerModel):
     objective = "least-squares GAN + cycle consistency + identity"
 
     def __init__(self, image_shape=(28, 28, 1), filters=32, d_filters=32, cycle_weight=10.0,
-                 identity_weight=5.0, pool_size=50, seed=0, d_norm="instance", **kwargs):
+                 identity_weight=5.0, pool_size=50, seed=0, d_norm="instance", d_minibatch="none",
+                 residual=False, **kwargs):
         super().__init__(**kwargs)
         if float(cycle_weight) < 0 or float(identity_weight) < 0:
             raise ValueError(f"cycle_weight and identity_weight must be >= 0, got {cycle_weight}, "
@@ -458,13 +522,15 @@ class CycleGAN(adversarial.TwoPlayerModel):
         self.pool_size = int(pool_size)
         self.seed = int(seed)
         self.d_norm = d_norm
+        self.d_minibatch = d_minibatch
+        self.residual = bool(residual)
         self.num_classes = 0
-        self.generator_ab = unet(self.image_shape, self.image_shape, self.filters, "generator_ab")
-        self.generator_ba = unet(self.image_shape, self.image_shape, self.filters, "generator_ba")
-        self.discriminator_a = patch_discriminator(self.image_shape, self.d_filters, name="discriminator_a",
-                                                   norm=d_norm)
-        self.discriminator_b = patch_discriminator(self.image_shape, self.d_filters, name="discriminator_b",
-                                                   norm=d_norm)
+        self.generator_ab, self.generator_ba = (
+            unet(self.image_shape, self.image_shape, self.filters, f"generator_{pair}", residual=self.residual)
+            for pair in ("ab", "ba"))
+        self.discriminator_a, self.discriminator_b = (
+            patch_discriminator(self.image_shape, self.d_filters, name=f"discriminator_{domain}",
+                                norm=d_norm, minibatch=d_minibatch) for domain in "ab")
         self.pool_a = ImagePool(self.pool_size, name="pool_a")
         self.pool_b = ImagePool(self.pool_size, name="pool_b")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
@@ -473,9 +539,11 @@ class CycleGAN(adversarial.TwoPlayerModel):
         self.build()
 
     def describe(self):
-        return (f"CycleGAN: two U-Net generators ({self.filters} base channels) and two "
+        edit = ", each adding a change to its input's logits" if self.residual else ""
+        return (f"CycleGAN: two U-Net generators ({self.filters} base channels{edit}) and two "
                 f"unconditional PatchGAN discriminators ({self.d_filters} base channels, a logit "
-                f"per {PATCH_SIZE}x{PATCH_SIZE} patch); {_norms(self)}. Objective: "
+                f"per {PATCH_SIZE}x{PATCH_SIZE} patch{_minibatch_words(self.d_minibatch)}); "
+                f"{_norms(self)}. Objective: "
                 f"least-squares GAN + {self.cycle_weight:g} x cycle L1 + {self.identity_weight:g} "
                 f"x identity L1 (Zhu et al. 2017, eq. 3 and sec. 5.2); each discriminator sees "
                 f"generated images through a pool of {self.pool_size} (Shrivastava et al. 2017).")
@@ -503,7 +571,8 @@ class CycleGAN(adversarial.TwoPlayerModel):
         return {**super().get_config(), "image_shape": list(self.image_shape),
                 "filters": self.filters, "d_filters": self.d_filters,
                 "cycle_weight": self.cycle_weight, "identity_weight": self.identity_weight,
-                "pool_size": self.pool_size, "seed": self.seed, "d_norm": self.d_norm}
+                "pool_size": self.pool_size, "seed": self.seed, "d_norm": self.d_norm,
+                "d_minibatch": self.d_minibatch, "residual": self.residual}
 
     # -------------------------------------------------------------- networks
     def translate(self, a, training=False):
