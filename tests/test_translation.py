@@ -91,26 +91,6 @@ def test_unet_upsamples_small_inputs_and_joins_each_encoder_level_to_the_decoder
             translation.unet(*shapes, 4)
 
 
-def test_a_residual_unet_starts_as_the_identity_and_learns_a_change_of_its_input():
-    """``residual``: tanh(change + atanh(image)), the change's convolution starting at zero, so a fresh
-    generator serves every uint8 image unchanged; once the change is not zero, the output moves."""
-    images = tf.constant(RNG.integers(0, 256, (3, 28, 28, 1)), tf.uint8)
-    g = translation.unet((28, 28, 1), (28, 28, 1), 4, residual=True)
-    out = adversarial.to_uint8(g(adversarial.from_uint8(images)))
-    np.testing.assert_array_equal(out, images)
-    plain = translation.unet((28, 28, 1), (28, 28, 1), 4)
-    assert np.abs(adversarial.to_uint8(plain(adversarial.from_uint8(images))).numpy().astype(int)
-                  - images.numpy()).mean() > 10
-    g.get_layer("out").bias.assign([2.0])  # a change of +2 in every logit brightens every pixel
-    brighter = adversarial.to_uint8(g(adversarial.from_uint8(images))).numpy().astype(int)
-    assert (brighter[images.numpy() < 250] > images.numpy()[images.numpy() < 250]).all()
-    with pytest.raises(ValueError, match="residual"):
-        translation.unet((7, 7, 1), (28, 28, 1), 4, residual=True)
-    model = translation.CycleGAN(filters=4, d_filters=4, residual=True)
-    assert "change to its input" in model.describe()
-    assert translation.CycleGAN.from_config(model.get_config()).residual
-
-
 def test_patchgan_gives_a_logit_per_patch_and_reads_the_source():
     d = translation.patch_discriminator((28, 28, 1), 4, source_shape=(7, 7, 1))
     source = tf.constant(RNG.uniform(-1, 1, (2, 7, 7, 1)), tf.float32)
@@ -419,6 +399,29 @@ def test_figures_set_the_model_beside_its_baselines(tiny_zoo, monkeypatch):
     assert 9.5 < untranslated < 11.5  # about 10.4 dB on the whole test set
     assert found["rows"]["B untranslated, against A"]["psnr"] == pytest.approx(untranslated)
     assert set(found["cycle"]) == {"a_mae", "a_psnr", "b_mae", "b_psnr"}
+    widths = found["by_stroke_width"]
+    assert [row["images"] for row in widths] == [25] * 4
+    assert all(row["width"][0] <= row["width"][1] == nxt["width"][0]
+               for row, nxt in zip(widths[:-1], widths[1:], strict=True))
+    assert [row["ink_a"] < row["ink_b"] for row in widths] == [True] * 4  # B is the dilation of A
+
+
+def test_stroke_width_measures_strokes_and_the_rows_follow_the_outputs_ink():
+    """``stroke_width`` reads w off a bar w pixels wide (w >= 2); ``by_stroke_width`` splits the images
+    in quarters by A's width and gives each quarter's PSNR and the ink of the outputs and the truth."""
+    bars = np.zeros((4, 28, 28, 1), np.uint8)
+    for i, w in enumerate((2, 3, 4, 6)):
+        bars[i, :, 10:10 + w] = 255  # no ends inside the image: all of its boundary is its two sides
+    np.testing.assert_allclose(translation_metrics.stroke_width(bars), [2, 3, 4, 6])
+    a = np.repeat(bars, 2, axis=0)
+    b = data.dilate3(a).numpy()
+    rows = translation_metrics.by_stroke_width(a, b, b, a)  # a perfect translation
+    assert [row["images"] for row in rows] == [2] * 4
+    assert all(row["ink_g_a"] == row["ink_b"] and row["ink_f_b"] == row["ink_a"] for row in rows)
+    assert [row["a_to_b_psnr"] for row in rows] == [pytest.approx(10 * np.log10(255 ** 2 * 784))] * 4
+    same = np.repeat(b[:1], 8, axis=0)  # a G that draws every image alike
+    rows = translation_metrics.by_stroke_width(a, b, same, a)
+    assert len({row["ink_g_a"] for row in rows}) == 1 and rows[0]["a_to_b_psnr"] > rows[-1]["a_to_b_psnr"]
 
 
 def test_the_training_command_trains_cyclegan_unpaired_in_bfloat16(tmp_path):

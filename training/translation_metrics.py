@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import data, quality
-from zoo import saving
+from zoo import saving, text2image
 
 # pix2pix presets and their L1-alone ablation (Isola et al. 2017, sec. 4.2)
 ABLATIONS = {"pix2pix_superres_mnist": "unet_l1_superres_mnist",
@@ -23,8 +23,8 @@ ABLATIONS = {"pix2pix_superres_mnist": "unet_l1_superres_mnist",
 PIXELS = 28 * 28
 
 
-def psnr(images, targets):
-    """Mean over images of the PSNR (dB, peak 255) of uint8 ``images`` against ``targets``.
+def per_image_psnr(images, targets):
+    """The PSNR (dB, peak 255) of each uint8 image of ``images`` against ``targets``.
 
     Each image's mean squared error is floored at 1 / (H W C), the smallest
     non-zero error of a uint8 image (one grey level at one pixel), so an exact
@@ -32,8 +32,12 @@ def psnr(images, targets):
     """
     x, y = np.asarray(images, np.float64), np.asarray(targets, np.float64)
     mse = np.mean(np.square(x - y), axis=tuple(range(1, x.ndim)))
-    floor = 1.0 / np.prod(x.shape[1:])
-    return float(np.mean(10.0 * np.log10(255.0 ** 2 / np.maximum(mse, floor))))
+    return 10.0 * np.log10(255.0 ** 2 / np.maximum(mse, 1.0 / np.prod(x.shape[1:])))
+
+
+def psnr(images, targets):
+    """Mean over images of ``per_image_psnr``."""
+    return float(np.mean(per_image_psnr(images, targets)))
 
 
 def ssim(images, targets, batch_size=1000):
@@ -92,6 +96,41 @@ class Scorer:
         return found
 
 
+def stroke_width(images):
+    """Per uint8 image (B, H, W, C): 2 x its ink over its boundary ink, in pixels.
+
+    Ink is ``text2image.ink``'s (pixels >= 128); boundary ink is the ink with a
+    pixel that is not ink among its 8 neighbours. A stroke of width w >= 2
+    and length L has about w L pixels of ink and 2 L on its boundary, so the
+    figure is about w.
+    """
+    inked = tf.cast(tf.constant(images) >= 128, tf.float32)
+    interior = -tf.nn.max_pool2d(-inked, 3, 1, "SAME")  # 1 where the 3x3 neighbourhood is all ink
+    ink = tf.reduce_sum(inked, [1, 2, 3])
+    return (2.0 * ink / tf.maximum(1.0, ink - tf.reduce_sum(interior, [1, 2, 3]))).numpy()
+
+
+def by_stroke_width(a, b, to_b, to_a):
+    """A CycleGAN's PSNR in both directions and its outputs' ink against the truth's, for each
+    quarter of the test images by the stroke width of A (``stroke_width``): whether G and F
+    follow each image's width or draw every image with about the same."""
+    width = stroke_width(a)
+    edges = np.quantile(width, [0.25, 0.5, 0.75])
+    quarter = np.digitize(width, edges)
+    bounds = [float(width.min()), *map(float, edges), float(width.max())]
+    to_b_psnr, to_a_psnr = per_image_psnr(to_b, b), per_image_psnr(to_a, a)
+    inks = {name: text2image.ink(tf.constant(x)).numpy()
+            for name, x in (("g_a", to_b), ("b", b), ("f_b", to_a), ("a", a))}
+    rows = []
+    for k in range(4):
+        keep = quarter == k
+        rows.append({"width": [bounds[k], bounds[k + 1]], "images": int(keep.sum()),
+                     "a_to_b_psnr": float(to_b_psnr[keep].mean()),
+                     "b_to_a_psnr": float(to_a_psnr[keep].mean()),
+                     **{f"ink_{name}": float(v[keep].mean()) for name, v in inks.items()}})
+    return rows
+
+
 def translation_figures(model, preset, data_dir=None, take=None):
     """The figures of a translation model (pix2pix or CycleGAN) on its task's test set
     (its first ``take`` images)."""
@@ -132,4 +171,5 @@ def translation_figures(model, preset, data_dir=None, take=None):
         "b_mae": float(np.mean(np.abs(back_b.astype(np.float64) - b))),
         "b_psnr": psnr(back_b, b),
     }
+    found["by_stroke_width"] = by_stroke_width(a, b, to_b, to_a)
     return found

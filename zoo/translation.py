@@ -42,27 +42,7 @@ def _check_shapes(source_shape, image_shape):
                          "divided by one power of two")
 
 
-@keras.saving.register_keras_serializable(package="genzoo")
-class ImageLogits(keras.layers.Layer):
-    """Images in [-1, 1] -> their logits under tanh: atanh of the image clipped to +-``bound``.
-
-    ``bound`` keeps the logits finite (+-3.8 at 0.999): tanh of them is the
-    image again to within 0.13 grey levels, which ``adversarial.to_uint8``
-    rounds away.
-    """
-
-    def __init__(self, bound=0.999, **kwargs):
-        super().__init__(**kwargs)
-        self.bound = float(bound)
-
-    def call(self, images):
-        return tf.atanh(tf.clip_by_value(images, -self.bound, self.bound))
-
-    def get_config(self):
-        return {**super().get_config(), "bound": self.bound}
-
-
-def unet(source_shape, image_shape, filters, name="generator", residual=False):
+def unet(source_shape, image_shape, filters, name="generator"):
     """The U-Net generator: images in [-1, 1] of ``source_shape`` -> ``image_shape``.
 
     An input smaller than the output first goes through one stride-2 4x4
@@ -75,20 +55,12 @@ def unet(source_shape, image_shape, filters, name="generator", residual=False):
     size (the skip connections), and a 3x3 convolution of [decoder, first
     encoder level] -> tanh.
 
-    With ``residual`` (same input and output shape) that convolution is a
-    change added to the input's logits before the tanh (``ImageLogits``),
-    initialized to zero: a fresh generator is the identity and learns an edit
-    of its input.
-
     References:
         Isola et al. 2017, "Image-to-Image Translation with Conditional
         Adversarial Networks", sec. 3.2.1 (U-Net with skips); Ronneberger et
         al. 2015, "U-Net"; sized here for 28 x 28 images (two levels).
     """
     _check_shapes(source_shape, image_shape)
-    if residual and tuple(source_shape) != tuple(image_shape):
-        raise ValueError(f"a residual U-Net maps images to images of the same shape, not {source_shape} "
-                         f"to {image_shape}")
     f = filters
     x = source = keras.Input(source_shape, name="images")
     up = 0
@@ -108,11 +80,8 @@ def unet(source_shape, image_shape, filters, name="generator", residual=False):
     d0 = keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", name="dec0")(
         keras.layers.Concatenate()([d1, e1]))
     d0 = keras.layers.ReLU()(_norm()(d0))
-    x = keras.layers.Conv2D(image_shape[-1], 3, padding="same", name="out",
-                            kernel_initializer="zeros" if residual else "glorot_uniform")(
+    x = keras.layers.Conv2D(image_shape[-1], 3, padding="same", name="out")(
         keras.layers.Concatenate()([d0, e0]))
-    if residual:
-        x = keras.layers.Add(dtype="float32")([x, ImageLogits(dtype="float32")(source)])
     out = keras.layers.Activation("tanh", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(source, out, name=name)
 
@@ -495,7 +464,6 @@ class CycleGAN(adversarial.TwoPlayerModel):
             normalization (see the module's docstring).
         d_minibatch: "none" (the paper's), "discrimination" or "stddev": the
             discriminators' view of the batch (``patch_discriminator``).
-        residual: generators that learn a change of their input (``unet``).
 
     References:
         Zhu et al. 2017, "Unpaired Image-to-Image Translation using
@@ -509,7 +477,7 @@ class CycleGAN(adversarial.TwoPlayerModel):
 
     def __init__(self, image_shape=(28, 28, 1), filters=32, d_filters=32, cycle_weight=10.0,
                  identity_weight=5.0, pool_size=50, seed=0, d_norm="instance", d_minibatch="none",
-                 residual=False, **kwargs):
+                 **kwargs):
         super().__init__(**kwargs)
         if float(cycle_weight) < 0 or float(identity_weight) < 0:
             raise ValueError(f"cycle_weight and identity_weight must be >= 0, got {cycle_weight}, "
@@ -523,11 +491,9 @@ class CycleGAN(adversarial.TwoPlayerModel):
         self.seed = int(seed)
         self.d_norm = d_norm
         self.d_minibatch = d_minibatch
-        self.residual = bool(residual)
         self.num_classes = 0
-        self.generator_ab, self.generator_ba = (
-            unet(self.image_shape, self.image_shape, self.filters, f"generator_{pair}", residual=self.residual)
-            for pair in ("ab", "ba"))
+        self.generator_ab = unet(self.image_shape, self.image_shape, self.filters, "generator_ab")
+        self.generator_ba = unet(self.image_shape, self.image_shape, self.filters, "generator_ba")
         self.discriminator_a, self.discriminator_b = (
             patch_discriminator(self.image_shape, self.d_filters, name=f"discriminator_{domain}",
                                 norm=d_norm, minibatch=d_minibatch) for domain in "ab")
@@ -539,8 +505,7 @@ class CycleGAN(adversarial.TwoPlayerModel):
         self.build()
 
     def describe(self):
-        edit = ", each adding a change to its input's logits" if self.residual else ""
-        return (f"CycleGAN: two U-Net generators ({self.filters} base channels{edit}) and two "
+        return (f"CycleGAN: two U-Net generators ({self.filters} base channels) and two "
                 f"unconditional PatchGAN discriminators ({self.d_filters} base channels, a logit "
                 f"per {PATCH_SIZE}x{PATCH_SIZE} patch{_minibatch_words(self.d_minibatch)}); "
                 f"{_norms(self)}. Objective: "
@@ -572,7 +537,7 @@ class CycleGAN(adversarial.TwoPlayerModel):
                 "filters": self.filters, "d_filters": self.d_filters,
                 "cycle_weight": self.cycle_weight, "identity_weight": self.identity_weight,
                 "pool_size": self.pool_size, "seed": self.seed, "d_norm": self.d_norm,
-                "d_minibatch": self.d_minibatch, "residual": self.residual}
+                "d_minibatch": self.d_minibatch}
 
     # -------------------------------------------------------------- networks
     def translate(self, a, training=False):
