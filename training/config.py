@@ -117,7 +117,7 @@ PRESET_DEFAULTS = {
                                         adam_beta_1=0.5, final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
     "unet_l1_edges_fashion_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4,
                                         adam_beta_1=0.5, final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
-    "cyclegan_thick_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
+    "cyclegan_thick_mnist": dict(epochs=8, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
                                  final_lr_fraction=0.0, dtype_policy="mixed_bfloat16"),
     "dcgan_mnist": dict(epochs=10, batch_size=64, learning_rate=2e-4, adam_beta_1=0.5,
                         final_lr_fraction=1.0),

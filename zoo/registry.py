@@ -157,7 +157,7 @@ PRESETS = {
     ),
     "cyclegan_thick_mnist": Preset(
         translation.CycleGAN, "mnist", "float11",
-        dict(image_shape=(28, 28, 1), filters=32, d_filters=32),
+        dict(image_shape=(28, 28, 1), filters=32, d_filters=64, d_minibatch="discrimination"),
         task="thicken",
         description="CycleGAN, thin <-> thick MNIST strokes (3x3 dilation), trained unpaired",
     ),
