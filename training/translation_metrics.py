@@ -124,6 +124,8 @@ def by_stroke_width(a, b, to_b, to_a):
     rows = []
     for k in range(4):
         keep = quarter == k
+        if not keep.any():  # ties on a quartile can leave a quarter empty
+            continue
         rows.append({"width": [bounds[k], bounds[k + 1]], "images": int(keep.sum()),
                      "a_to_b_psnr": float(to_b_psnr[keep].mean()),
                      "b_to_a_psnr": float(to_a_psnr[keep].mean()),
